@@ -1,0 +1,1 @@
+"""Reusable Pulumi component resources for serving ONNX models on AWS ECS."""

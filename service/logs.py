@@ -1,0 +1,51 @@
+"""JSON logging: one object per line on stdout, the format the FireLens log router routes on.
+
+Every record has ``time`` (ISO 8601, UTC), ``level``, ``logger`` and ``message``; extra fields
+passed with ``extra=`` are added as keys. Exceptions carry their traceback in ``exc_info`` inside
+the same record, so one failure is one line (and one CloudWatch event).
+
+Access logs come from the logger ``service.access`` with ``method``, ``path``, ``status`` (int),
+``duration_ms`` and ``user_agent``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from pythonjsonlogger.json import JsonFormatter
+
+ACCESS_LOGGER = "service.access"
+
+_RENAMED = {"levelname": "level", "name": "logger"}
+
+
+def json_formatter() -> logging.Formatter:
+    """The formatter used for every handler of the service."""
+    return JsonFormatter(
+        "{levelname}{name}{message}",
+        style="{",
+        rename_fields=_RENAMED,
+        timestamp="time",
+        json_ensure_ascii=False,
+    )
+
+
+def configure_logging(level: str = "INFO") -> None:
+    """Route the root logger (and uvicorn's) to one JSON handler on stdout.
+
+    uvicorn's own access log is silenced: the service writes a richer one itself.
+    """
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(json_formatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for name in ("uvicorn", "uvicorn.error"):
+        lg = logging.getLogger(name)
+        lg.handlers[:] = []
+        lg.propagate = True
+    access = logging.getLogger("uvicorn.access")
+    access.handlers[:] = []
+    access.propagate = False
+    access.disabled = True

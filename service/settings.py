@@ -1,0 +1,67 @@
+"""All runtime settings of the inference service, read from the environment in one place.
+
+Every field maps to an upper-case environment variable of the same name (``MODEL_DIR``,
+``PORT``, ...). The defaults are what a container on ECS wants; ``make serve`` overrides only
+``MODEL_DIR``.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ProviderChoice = Literal["auto", "cuda", "cpu"]
+
+
+class Settings(BaseSettings):
+    """Service configuration. See the README's "Service settings" table for each variable."""
+
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+
+    model_dir: Path = Field(
+        Path("/models"), description="Model repository root: <model>/<version>/model.onnx."
+    )
+    host: str = Field("0.0.0.0", description="Address to bind.")
+    port: int = Field(8000, ge=1, le=65535, description="TCP port to bind.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
+        "INFO", description="Minimum level of the JSON logs written to stdout."
+    )
+    execution_provider: ProviderChoice = Field(
+        "auto",
+        description="auto: CUDA when a GPU is really present, else CPU; cuda: require CUDA; "
+        "cpu: force CPU.",
+    )
+    ort_intra_op_threads: int = Field(
+        0, ge=0, description="ONNX Runtime intra-op threads per session (0: ORT decides)."
+    )
+    ort_inter_op_threads: int = Field(
+        1, ge=0, description="ONNX Runtime inter-op threads per session (0: ORT decides)."
+    )
+    max_request_bytes: int = Field(
+        64 * 1024 * 1024, gt=0, description="Largest accepted request body; larger gets 413."
+    )
+    warmup: bool = Field(True, description="Run each model once with zeros before ready.")
+    graceful_shutdown_s: float = Field(
+        25.0, ge=0, description="Seconds to finish in-flight requests after SIGTERM."
+    )
+    access_log: bool = Field(True, description="Write one JSON access-log record per request.")
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("execution_provider", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()
