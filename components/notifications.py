@@ -1,0 +1,181 @@
+"""SNS topic + EventBridge rules that tell people when an ECS service deploys badly or a task dies.
+
+Two rules feed one encrypted topic:
+- ``ECS Deployment State Change`` with ``eventName`` SERVICE_DEPLOYMENT_FAILED for this service
+  (the circuit breaker fired and rolled back);
+- ``ECS Task State Change`` for tasks of this service (``group`` ``service:<name>`` in this
+  cluster) that reached STOPPED with any container exit code other than 0.
+
+The topic is encrypted with a customer-managed KMS key because the AWS-managed ``alias/aws/sns``
+key's policy cannot be edited, so EventBridge could never publish to a topic encrypted with it.
+The topic policy lets ``events.amazonaws.com`` publish only on behalf of these two rules.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+
+from components.iam import policy_json
+
+
+@dataclass
+class ServiceNotificationsArgs:
+    """What to watch and whom to tell."""
+
+    cluster_arn: pulumi.Input[str]
+    service_arn: pulumi.Input[str]
+    service_name: pulumi.Input[str]
+    email: str | None = None  # optional e-mail subscription (must be confirmed by the recipient)
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+
+def deployment_failed_pattern(service_arn: str) -> dict[str, Any]:
+    """EventBridge pattern: the circuit breaker failed a deployment of this service."""
+    return {
+        "source": ["aws.ecs"],
+        "detail-type": ["ECS Deployment State Change"],
+        "resources": [service_arn],
+        "detail": {"eventName": ["SERVICE_DEPLOYMENT_FAILED"]},
+    }
+
+
+def task_failed_pattern(cluster_arn: str, service_name: str) -> dict[str, Any]:
+    """EventBridge pattern: a task of this service stopped with a non-zero container exit code."""
+    return {
+        "source": ["aws.ecs"],
+        "detail-type": ["ECS Task State Change"],
+        "detail": {
+            "clusterArn": [cluster_arn],
+            "group": [f"service:{service_name}"],
+            "lastStatus": ["STOPPED"],
+            "containers": {"exitCode": [{"anything-but": 0}]},
+        },
+    }
+
+
+class ServiceNotifications(pulumi.ComponentResource):
+    """Encrypted SNS topic fed by EventBridge rules for one ECS service."""
+
+    topic_arn: pulumi.Output[str]
+    kms_key_arn: pulumi.Output[str]
+    deployment_rule_arn: pulumi.Output[str]
+    task_rule_arn: pulumi.Output[str]
+
+    def __init__(
+        self,
+        name: str,
+        args: ServiceNotificationsArgs,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("onnx-ecs:index:ServiceNotifications", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        tags = dict(args.tags)
+
+        identity = aws.get_caller_identity_output(opts=pulumi.InvokeOutputOptions(parent=self))
+        partition = aws.get_partition_output(opts=pulumi.InvokeOutputOptions(parent=self))
+        root = pulumi.Output.concat(
+            "arn:", partition.partition, ":iam::", identity.account_id, ":root"
+        )
+        key_policy = policy_json(
+            [
+                root.apply(
+                    lambda arn: {
+                        "Sid": "AccountAdministers",
+                        "Effect": "Allow",
+                        "Principal": {"AWS": arn},
+                        "Action": "kms:*",
+                        "Resource": "*",
+                    }
+                ),
+                identity.account_id.apply(
+                    lambda account: {
+                        "Sid": "EventBridgePublishesToEncryptedTopic",
+                        "Effect": "Allow",
+                        "Principal": {"Service": "events.amazonaws.com"},
+                        "Action": ["kms:GenerateDataKey*", "kms:Decrypt"],
+                        "Resource": "*",
+                        "Condition": {"StringEquals": {"aws:SourceAccount": account}},
+                    }
+                ),
+            ]
+        )
+        key = aws.kms.Key(
+            f"{name}-key",
+            description="Encrypts the ECS service notification topic",
+            enable_key_rotation=True,
+            deletion_window_in_days=30,
+            policy=key_policy,
+            tags=tags,
+            opts=child,
+        )
+        topic = aws.sns.Topic(f"{name}-topic", kms_master_key_id=key.arn, tags=tags, opts=child)
+        if args.email:
+            aws.sns.TopicSubscription(
+                f"{name}-email",
+                topic=topic.arn,
+                protocol="email",
+                endpoint=args.email,
+                opts=child,
+            )
+
+        deployment_rule = aws.cloudwatch.EventRule(
+            f"{name}-deployment-failed",
+            description="ECS deployment of the inference service failed (circuit breaker)",
+            event_pattern=pulumi.Output.from_input(args.service_arn).apply(
+                lambda arn: json.dumps(deployment_failed_pattern(arn))
+            ),
+            tags=tags,
+            opts=child,
+        )
+        task_rule = aws.cloudwatch.EventRule(
+            f"{name}-task-failed",
+            description="A task of the inference service stopped with a non-zero exit code",
+            event_pattern=pulumi.Output.all(args.cluster_arn, args.service_name).apply(
+                lambda v: json.dumps(task_failed_pattern(v[0], v[1]))
+            ),
+            tags=tags,
+            opts=child,
+        )
+        for rule, role in ((deployment_rule, "deployment"), (task_rule, "task")):
+            aws.cloudwatch.EventTarget(
+                f"{name}-{role}-target", rule=rule.name, arn=topic.arn, opts=child
+            )
+
+        aws.sns.TopicPolicy(
+            f"{name}-topic-policy",
+            arn=topic.arn,
+            policy=policy_json(
+                [
+                    pulumi.Output.all(topic.arn, deployment_rule.arn, task_rule.arn).apply(
+                        lambda v: {
+                            "Sid": "EventBridgeRulesPublish",
+                            "Effect": "Allow",
+                            "Principal": {"Service": "events.amazonaws.com"},
+                            "Action": "sns:Publish",
+                            "Resource": v[0],
+                            "Condition": {"ArnEquals": {"aws:SourceArn": [v[1], v[2]]}},
+                        }
+                    )
+                ]
+            ),
+            opts=child,
+        )
+
+        self.topic_arn = topic.arn
+        self.kms_key_arn = key.arn
+        self.deployment_rule_arn = deployment_rule.arn
+        self.task_rule_arn = task_rule.arn
+        self.register_outputs(
+            {
+                "topic_arn": self.topic_arn,
+                "kms_key_arn": self.kms_key_arn,
+                "deployment_rule_arn": self.deployment_rule_arn,
+                "task_rule_arn": self.task_rule_arn,
+            }
+        )
