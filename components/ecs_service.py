@@ -264,20 +264,19 @@ class Autoscaling:
 
 
 @dataclass
-class InferenceServiceArgs:
-    """Everything the shared service needs; only the first block is required."""
+class Network:
+    """The VPC the service lives in. Tasks always run in the private subnets."""
 
-    cluster_arn: pulumi.Input[str]
-    cluster_name: pulumi.Input[str]
     vpc_id: pulumi.Input[str]
-    vpc_cidr_block: pulumi.Input[str]  # internal ALB admits the VPC only
+    vpc_cidr_block: pulumi.Input[str]  # an internal ALB admits this range only
     private_subnet_ids: pulumi.Input[Sequence[pulumi.Input[str]]]
-    image: pulumi.Input[str]
-    placement: Placement
-    model_store: ModelStore
-    log_router: LogRouterLike
+    public_subnet_ids: pulumi.Input[Sequence[pulumi.Input[str]]] | None = None  # public ALB
 
-    public_subnet_ids: pulumi.Input[Sequence[pulumi.Input[str]]] | None = None
+
+@dataclass
+class ServiceSettings:
+    """Tunables shared by the Fargate and GPU variants (stack config maps onto these)."""
+
     desired_count: int = 3  # seed 000: three tasks
     autoscaling: Autoscaling | None = field(default_factory=Autoscaling)
     load_balancer: LoadBalancerOptions = field(default_factory=LoadBalancerOptions)
@@ -294,7 +293,6 @@ class InferenceServiceArgs:
     # Seed 002: let deployments (CI, `aws ecs update-service`) own the task definition revision.
     ignore_task_definition_changes: bool = False
     notification_email: str | None = None
-    tags: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def readonly_root(self) -> bool:
@@ -303,7 +301,7 @@ class InferenceServiceArgs:
             return not self.enable_execute_command
         return self.readonly_root_filesystem
 
-    def validate(self) -> None:
+    def validate(self, max_stop_timeout_s: int = 120) -> None:
         """Fail at preview time, naming the bad value and what is accepted."""
         self.health_check.validate()
         self.container_health_check.validate()
@@ -311,9 +309,10 @@ class InferenceServiceArgs:
             self.autoscaling.validate(self.desired_count)
         elif self.desired_count < 0:
             raise ValueError(f"desired count {self.desired_count}: must be >= 0")
-        max_stop = self.placement.max_stop_timeout_s
-        if not 2 <= self.stop_timeout_s <= max_stop:
-            raise ValueError(f"stop timeout {self.stop_timeout_s}s: use 2-{max_stop} seconds")
+        if not 2 <= self.stop_timeout_s <= max_stop_timeout_s:
+            raise ValueError(
+                f"stop timeout {self.stop_timeout_s}s: use 2-{max_stop_timeout_s} seconds"
+            )
         if self.stop_timeout_s <= self.graceful_shutdown_s:
             raise ValueError(
                 f"stop timeout {self.stop_timeout_s}s must be longer than the graceful shutdown "
@@ -324,9 +323,7 @@ class InferenceServiceArgs:
                 "readonly_root_filesystem=True does not work with ECS Exec (its agent writes to "
                 "the root file system); disable one of them"
             )
-        if self.load_balancer.public and self.public_subnet_ids is None:
-            raise ValueError("a public load balancer needs public_subnet_ids")
-        if not 0 <= self.health_check_grace_period_s <= 2147483647:
+        if self.health_check_grace_period_s < 0:
             raise ValueError(
                 f"health check grace period {self.health_check_grace_period_s}s: must be >= 0"
             )
@@ -334,6 +331,28 @@ class InferenceServiceArgs:
             raise ValueError(
                 f"log level {self.log_level!r}: use DEBUG, INFO, WARNING, ERROR or CRITICAL"
             )
+
+
+@dataclass
+class InferenceServiceArgs:
+    """Everything the shared service needs. ``cluster_name`` is needed besides the ARN because
+    Application Auto Scaling addresses a service as ``service/<cluster name>/<service name>``."""
+
+    cluster_arn: pulumi.Input[str]
+    cluster_name: pulumi.Input[str]
+    network: Network
+    image: pulumi.Input[str]
+    placement: Placement
+    model_store: ModelStore
+    log_router: LogRouterLike
+    settings: ServiceSettings = field(default_factory=ServiceSettings)
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        """Validate settings against this placement and the network."""
+        self.settings.validate(self.placement.max_stop_timeout_s)
+        if self.settings.load_balancer.public and self.network.public_subnet_ids is None:
+            raise ValueError("a public load balancer needs public_subnet_ids")
 
 
 # -- pure helpers (unit-testable without Pulumi) ---------------------------------------------------
@@ -438,21 +457,21 @@ class InferenceService(pulumi.ComponentResource):
         task_definition = self._task_definition(task_role, execution_role)
         alb, target_group, listeners = self._load_balancer(alb_sg)
         service = self._service(task_definition, task_sg, target_group, listeners)
-        if args.autoscaling is not None:
-            self._autoscaling(args.autoscaling, service, alb, target_group)
+        if args.settings.autoscaling is not None:
+            self._autoscaling(args.settings.autoscaling, service, alb, target_group)
         notifications = ServiceNotifications(
             f"{name}-notify",
             ServiceNotificationsArgs(
                 cluster_arn=args.cluster_arn,
                 service_arn=service.arn,
                 service_name=service.name,
-                email=args.notification_email,
+                email=args.settings.notification_email,
                 tags=self._tags,
             ),
             opts=self._child,
         )
 
-        scheme = "https" if args.load_balancer.certificate_arn else "http"
+        scheme = "https" if args.settings.load_balancer.certificate_arn else "http"
         self.cluster_name = pulumi.Output.from_input(args.cluster_name)
         self.cluster_arn = pulumi.Output.from_input(args.cluster_arn)
         self.service_name = service.name
@@ -468,7 +487,7 @@ class InferenceService(pulumi.ComponentResource):
         self.execution_role_arn = execution_role.arn
         self.task_security_group_id = task_sg.id
         self.alb_security_group_id = alb_sg.id
-        self.subnet_ids = pulumi.Output.from_input(args.private_subnet_ids)
+        self.subnet_ids = pulumi.Output.from_input(args.network.private_subnet_ids)
         self.register_outputs(
             {
                 "cluster_name": self.cluster_name,
@@ -491,22 +510,22 @@ class InferenceService(pulumi.ComponentResource):
         Rules are separate resources so the two groups can reference each other without a cycle.
         """
         name, args, child = self._name, self._args, self._child
-        lb = args.load_balancer
+        lb = args.settings.load_balancer
         alb_sg = aws.ec2.SecurityGroup(
             f"{name}-alb-sg",
-            vpc_id=args.vpc_id,
+            vpc_id=args.network.vpc_id,
             description="Inference ALB: listener ports in, container port out to tasks",
             tags=self._tags,
             opts=child,
         )
         task_sg = aws.ec2.SecurityGroup(
             f"{name}-task-sg",
-            vpc_id=args.vpc_id,
+            vpc_id=args.network.vpc_id,
             description="Inference tasks: container port from the ALB only",
             tags=self._tags,
             opts=child,
         )
-        source = "0.0.0.0/0" if lb.public else args.vpc_cidr_block
+        source = "0.0.0.0/0" if lb.public else args.network.vpc_cidr_block
         for port in lb.listener_ports:
             aws.vpc.SecurityGroupIngressRule(
                 f"{name}-alb-in-{port}",
@@ -591,7 +610,7 @@ class InferenceService(pulumi.ComponentResource):
             args.model_store.task_role_statement(write=False),
             *args.log_router.task_role_statements(),
         ]
-        if args.enable_execute_command:
+        if args.settings.enable_execute_command:
             statements.append(ECS_EXEC_STATEMENT)
         aws.iam.RolePolicy(
             f"{name}-task-policy", role=task_role.id, policy=policy_json(statements), opts=child
@@ -632,14 +651,14 @@ class InferenceService(pulumi.ComponentResource):
         environment: dict[str, pulumi.Input[str]] = {
             "MODEL_DIR": MODEL_PATH,
             "PORT": str(CONTAINER_PORT),
-            "LOG_LEVEL": args.log_level.upper(),
-            "GRACEFUL_SHUTDOWN_S": str(args.graceful_shutdown_s),
-            **args.environment,
+            "LOG_LEVEL": args.settings.log_level.upper(),
+            "GRACEFUL_SHUTDOWN_S": str(args.settings.graceful_shutdown_s),
+            **args.settings.environment,
         }
         env_keys = list(environment)
         mount_points = [args.model_store.mount_point(MODEL_PATH, read_only=True)]
         volumes = [args.model_store.volume()]
-        if args.readonly_root:
+        if args.settings.readonly_root:
             # Scratch space for Python/uvicorn temp files when the root file system is read-only.
             mount_points.append({"sourceVolume": "tmp", "containerPath": "/tmp", "readOnly": False})
             volumes.append(aws.ecs.TaskDefinitionVolumeArgs(name="tmp"))
@@ -652,9 +671,9 @@ class InferenceService(pulumi.ComponentResource):
                 mount_points=mount_points,
                 log_configuration=log_config,
                 log_router_name=args.log_router.container_name,
-                stop_timeout_s=args.stop_timeout_s,
-                readonly_root=args.readonly_root,
-                health=args.container_health_check,
+                stop_timeout_s=args.settings.stop_timeout_s,
+                readonly_root=args.settings.readonly_root,
+                health=args.settings.container_health_check,
                 placement=placement,
             )
             return json.dumps([app, router])
@@ -686,7 +705,7 @@ class InferenceService(pulumi.ComponentResource):
         self, alb_sg: aws.ec2.SecurityGroup
     ) -> tuple[aws.lb.LoadBalancer, aws.lb.TargetGroup, list[aws.lb.Listener]]:
         name, args, child = self._name, self._args, self._child
-        lb, hc = args.load_balancer, args.health_check
+        lb, hc = args.settings.load_balancer, args.settings.health_check
         access_logs = None
         if lb.access_logs_bucket is not None:
             access_logs = aws.lb.LoadBalancerAccessLogsArgs(
@@ -696,7 +715,9 @@ class InferenceService(pulumi.ComponentResource):
             f"{name}-alb",
             load_balancer_type="application",
             internal=not lb.public,
-            subnets=args.public_subnet_ids if lb.public else args.private_subnet_ids,
+            subnets=args.network.public_subnet_ids
+            if lb.public
+            else args.network.private_subnet_ids,
             security_groups=[alb_sg.id],
             drop_invalid_header_fields=True,
             idle_timeout=lb.idle_timeout_s,
@@ -710,7 +731,7 @@ class InferenceService(pulumi.ComponentResource):
             target_type="ip",
             port=CONTAINER_PORT,
             protocol="HTTP",
-            vpc_id=args.vpc_id,
+            vpc_id=args.network.vpc_id,
             deregistration_delay=hc.deregistration_delay_s,
             health_check=aws.lb.TargetGroupHealthCheckArgs(
                 enabled=True,
@@ -780,22 +801,22 @@ class InferenceService(pulumi.ComponentResource):
     ) -> aws.ecs.Service:
         name, args, placement = self._name, self._args, self._args.placement
         ignore = []
-        if args.autoscaling is not None:
+        if args.settings.autoscaling is not None:
             ignore.append("desiredCount")  # autoscaling owns it after creation
-        if args.ignore_task_definition_changes:
+        if args.settings.ignore_task_definition_changes:
             ignore.append("taskDefinition")  # deployments own the revision (seed 002)
         return aws.ecs.Service(
             f"{name}-service",
             cluster=args.cluster_arn,
             task_definition=task_definition.arn,
-            desired_count=args.desired_count,
+            desired_count=args.settings.desired_count,
             launch_type=placement.launch_type,
             capacity_provider_strategies=list(placement.capacity_provider_strategies) or None,
             platform_version=placement.platform_version,
             placement_constraints=list(placement.placement_constraints) or None,
             ordered_placement_strategies=list(placement.ordered_placement_strategies) or None,
             network_configuration=aws.ecs.ServiceNetworkConfigurationArgs(
-                subnets=args.private_subnet_ids,
+                subnets=args.network.private_subnet_ids,
                 security_groups=[task_sg.id],
                 assign_public_ip=False,
             ),
@@ -811,8 +832,8 @@ class InferenceService(pulumi.ComponentResource):
             ),
             deployment_minimum_healthy_percent=100,
             deployment_maximum_percent=200,
-            health_check_grace_period_seconds=args.health_check_grace_period_s,
-            enable_execute_command=args.enable_execute_command,
+            health_check_grace_period_seconds=args.settings.health_check_grace_period_s,
+            enable_execute_command=args.settings.enable_execute_command,
             enable_ecs_managed_tags=True,
             propagate_tags="SERVICE",
             wait_for_steady_state=False,

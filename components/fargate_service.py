@@ -1,0 +1,179 @@
+"""``FargateInferenceService``: the inference service on Fargate (CPU).
+
+A thin layer over :class:`components.ecs_service.InferenceService`: it validates the Fargate
+cpu/memory pair, creates an ECS cluster with Container Insights unless one is given, and hands the
+shared service a Fargate :class:`~components.ecs_service.Placement`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import pulumi
+import pulumi_aws as aws
+
+from components.ecs_service import (
+    InferenceService,
+    InferenceServiceArgs,
+    LogRouterLike,
+    ModelStore,
+    Network,
+    Placement,
+    ServiceSettings,
+)
+from components.fargate_sizes import validate_architecture, validate_fargate_size
+
+CONTAINER_INSIGHTS = ("enabled", "enhanced", "disabled")
+
+
+def fargate_placement(cpu: int, memory: int, architecture: str = "X86_64") -> Placement:
+    """A validated Fargate placement: task-level size, Linux on the given CPU architecture."""
+    validate_fargate_size(cpu, memory)
+    validate_architecture(architecture)
+    return Placement(
+        requires_compatibilities=("FARGATE",),
+        launch_type="FARGATE",
+        task_cpu=str(cpu),
+        task_memory=str(memory),
+        runtime_platform=aws.ecs.TaskDefinitionRuntimePlatformArgs(
+            operating_system_family="LINUX", cpu_architecture=architecture
+        ),
+        # Fargate has no GPU: do not let "auto" probe for CUDA.
+        environment={"EXECUTION_PROVIDER": "cpu"},
+        platform_version="LATEST",
+        max_stop_timeout_s=120,
+    )
+
+
+def cluster_name_from(cluster: str) -> str:
+    """Accept an ECS cluster name or ARN (``arn:...:cluster/<name>``) and return the name."""
+    if cluster.startswith("arn:"):
+        if ":cluster/" not in cluster:
+            raise ValueError(f"cluster {cluster!r} is not an ECS cluster ARN (…:cluster/<name>)")
+        return cluster.rsplit(":cluster/", 1)[1]
+    if not cluster:
+        raise ValueError("cluster name must not be empty")
+    return cluster
+
+
+@dataclass
+class FargateInferenceServiceArgs:
+    """Inputs of the Fargate service. Default size 2 vCPU / 4 GiB (seed 000)."""
+
+    network: Network
+    image: pulumi.Input[str]
+    model_store: ModelStore
+    log_router: LogRouterLike
+    cpu: int = 2048
+    memory: int = 4096
+    architecture: str = "X86_64"  # or ARM64 (Graviton; the image must be built for it)
+    cluster: str | None = None  # existing cluster name or ARN; None creates one
+    container_insights: str = "enabled"
+    settings: ServiceSettings = field(default_factory=ServiceSettings)
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+
+class FargateInferenceService(pulumi.ComponentResource):
+    """The inference service on Fargate behind an ALB, with autoscaling and notifications."""
+
+    cluster_name: pulumi.Output[str]
+    cluster_arn: pulumi.Output[str]
+    service_name: pulumi.Output[str]
+    service_arn: pulumi.Output[str]
+    url: pulumi.Output[str]
+    load_balancer_dns: pulumi.Output[str]
+    alarm_topic_arn: pulumi.Output[str]
+    task_definition_arn: pulumi.Output[str]
+    task_definition_family: pulumi.Output[str]
+    task_role_arn: pulumi.Output[str]
+    execution_role_arn: pulumi.Output[str]
+    task_security_group_id: pulumi.Output[str]
+    subnet_ids: pulumi.Output[list[str]]
+
+    def __init__(
+        self,
+        name: str,
+        args: FargateInferenceServiceArgs,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        placement = fargate_placement(args.cpu, args.memory, args.architecture)
+        if args.container_insights not in CONTAINER_INSIGHTS:
+            raise ValueError(
+                f"container insights {args.container_insights!r}: use one of {CONTAINER_INSIGHTS}"
+            )
+        cluster_name = cluster_name_from(args.cluster) if args.cluster is not None else None
+        super().__init__("onnx-ecs:index:FargateInferenceService", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        tags = dict(args.tags)
+
+        if cluster_name is None:
+            cluster = aws.ecs.Cluster(
+                f"{name}-cluster",
+                settings=[
+                    aws.ecs.ClusterSettingArgs(
+                        name="containerInsights", value=args.container_insights
+                    )
+                ],
+                tags=tags,
+                opts=child,
+            )
+            cluster_arn: pulumi.Input[str] = cluster.arn
+            cluster_name_out: pulumi.Input[str] = cluster.name
+        elif args.cluster and args.cluster.startswith("arn:"):
+            cluster_arn, cluster_name_out = args.cluster, cluster_name
+        else:
+            invoke = pulumi.InvokeOutputOptions(parent=self)
+            identity = aws.get_caller_identity_output(opts=invoke)
+            region = aws.get_region_output(opts=invoke)
+            partition = aws.get_partition_output(opts=invoke)
+            cluster_arn = pulumi.Output.concat(
+                "arn:",
+                partition.partition,
+                ":ecs:",
+                region.region,
+                ":",
+                identity.account_id,
+                ":cluster/",
+                cluster_name,
+            )
+            cluster_name_out = cluster_name
+
+        service = InferenceService(
+            name,
+            InferenceServiceArgs(
+                cluster_arn=cluster_arn,
+                cluster_name=cluster_name_out,
+                network=args.network,
+                image=args.image,
+                placement=placement,
+                model_store=args.model_store,
+                log_router=args.log_router,
+                settings=args.settings,
+                tags=tags,
+            ),
+            opts=child,
+        )
+
+        self.cluster_name = service.cluster_name
+        self.cluster_arn = service.cluster_arn
+        self.service_name = service.service_name
+        self.service_arn = service.service_arn
+        self.url = service.url
+        self.load_balancer_dns = service.load_balancer_dns
+        self.alarm_topic_arn = service.alarm_topic_arn
+        self.task_definition_arn = service.task_definition_arn
+        self.task_definition_family = service.task_definition_family
+        self.task_role_arn = service.task_role_arn
+        self.execution_role_arn = service.execution_role_arn
+        self.task_security_group_id = service.task_security_group_id
+        self.subnet_ids = service.subnet_ids
+        self.register_outputs(
+            {
+                "cluster_name": self.cluster_name,
+                "service_name": self.service_name,
+                "url": self.url,
+                "alarm_topic_arn": self.alarm_topic_arn,
+                "task_definition_arn": self.task_definition_arn,
+            }
+        )
