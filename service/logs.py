@@ -31,6 +31,14 @@ def json_formatter() -> logging.Formatter:
     )
 
 
+class _DropColorMessage(logging.Filter):
+    """uvicorn adds an ANSI-coloured copy of each message; it has no place in JSON logs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.__dict__.pop("color_message", None)
+        return True
+
+
 def configure_logging(level: str = "INFO") -> None:
     """Route the root logger (and uvicorn's) to one JSON handler on stdout.
 
@@ -38,6 +46,7 @@ def configure_logging(level: str = "INFO") -> None:
     """
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(json_formatter())
+    handler.addFilter(_DropColorMessage())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -49,6 +49,20 @@ class Settings(BaseSettings):
         25.0, ge=0, description="Seconds to finish in-flight requests after SIGTERM."
     )
     access_log: bool = Field(True, description="Write one JSON access-log record per request.")
+    strict_readiness: bool = Field(
+        False,
+        description="Ready only when every model version loaded (default: at least one did, so "
+        "one broken model does not take the others out of the load balancer).",
+    )
+    model_poll_interval_s: float = Field(
+        30.0, ge=0, description="Seconds between repository scans for new/removed versions; 0 off."
+    )
+    repository_api: bool = Field(
+        False, description="Enable POST /v2/repository/index and models/{m}/load|unload."
+    )
+    inference_workers: int = Field(
+        0, ge=0, description="Threads running model sessions (0: one per CPU core)."
+    )
 
     @field_validator("log_level", mode="before")
     @classmethod

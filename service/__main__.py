@@ -1,0 +1,60 @@
+"""``python -m service``: run the inference service with uvicorn.
+
+Options default to the environment (MODEL_DIR, HOST, PORT, ...) so the same command works on a
+laptop and as a container entrypoint. uvicorn handles SIGTERM: it stops accepting, lets in-flight
+requests finish for up to GRACEFUL_SHUTDOWN_S, then exits (ECS sends SIGKILL after stopTimeout).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+import uvicorn
+
+from service.app import create_app
+from service.logs import configure_logging
+from service.settings import Settings
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    defaults = Settings()
+    parser = argparse.ArgumentParser(prog="python -m service", description=__doc__)
+    parser.add_argument("--host", default=defaults.host, help=f"default {defaults.host} (HOST)")
+    parser.add_argument(
+        "--port", type=int, default=defaults.port, help=f"default {defaults.port} (PORT)"
+    )
+    parser.add_argument(
+        "--model-dir",
+        type=Path,
+        default=defaults.model_dir,
+        help=f"model repository root, default {defaults.model_dir} (MODEL_DIR)",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    settings = Settings(host=args.host, port=args.port, model_dir=args.model_dir)
+    configure_logging(settings.log_level)
+    logging.getLogger("service").info(
+        "configuration",
+        extra={k: str(v) for k, v in settings.model_dump().items()},
+    )
+    config = uvicorn.Config(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=int(settings.graceful_shutdown_s),
+        server_header=False,
+    )
+    uvicorn.Server(config).run()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,306 @@
+"""Open Inference Protocol (KServe v2) request/response codec, JSON and binary tensor extension.
+
+Decoding turns a raw HTTP body into numpy arrays; encoding turns output arrays into a body.
+Nothing here knows about models: checks against a model's signature live in ``signature.py``.
+
+Binary extension (as Triton and ``tritonclient`` speak it): the body is a JSON header of
+``Inference-Header-Content-Length`` bytes followed by the raw tensors, in input order, each
+announced by ``parameters.binary_data_size``. BYTES elements are 4-byte little-endian length
+prefixed. Numeric tensors are little-endian, row-major.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import orjson
+
+from service.datatypes import SUPPORTED, V2_TO_NUMPY
+from service.errors import InvalidInput
+
+_NUMPY_OPTS = orjson.OPT_SERIALIZE_NUMPY
+
+
+@dataclass(slots=True)
+class RequestedOutput:
+    """One entry of the request's ``outputs``: which tensor and whether to send it as binary."""
+
+    name: str
+    binary: bool
+
+
+@dataclass(slots=True)
+class InferRequest:
+    """A decoded inference request."""
+
+    inputs: dict[str, np.ndarray]
+    id: str | None = None
+    outputs: list[RequestedOutput] | None = None  # None: every model output
+    binary_output: bool = False  # request-level ``binary_data_output``
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+
+def _load_json(raw: bytes | memoryview) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInput(f"request body is not valid JSON: {exc}") from None
+
+
+def _shape(tensor: dict[str, Any], name: str) -> tuple[int, ...]:
+    shape = tensor.get("shape")
+    if not isinstance(shape, list) or not all(
+        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
+    ):
+        raise InvalidInput(
+            f"input '{name}': 'shape' must be a list of non-negative integers, got {shape!r}"
+        )
+    return tuple(shape)
+
+
+def _datatype(tensor: dict[str, Any], name: str) -> str:
+    datatype = tensor.get("datatype")
+    if datatype not in V2_TO_NUMPY:
+        raise InvalidInput(
+            f"input '{name}': unknown datatype {datatype!r}; accepted datatypes: {SUPPORTED}"
+        )
+    return datatype
+
+
+def _binary_size(tensor: dict[str, Any]) -> int | None:
+    params = tensor.get("parameters")
+    if not params:
+        return None
+    if not isinstance(params, dict):
+        raise InvalidInput(f"input '{tensor.get('name')}': 'parameters' must be an object")
+    size = params.get("binary_data_size")
+    if size is None:
+        return None
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise InvalidInput(
+            f"input '{tensor.get('name')}': binary_data_size must be a non-negative integer, "
+            f"got {size!r}"
+        )
+    return size
+
+
+def decode_bytes_elements(buf: bytes | memoryview, name: str) -> list[bytes]:
+    """Split a BYTES tensor's binary form (length-prefixed elements) into its elements."""
+    view = memoryview(buf)
+    out: list[bytes] = []
+    offset = 0
+    while offset < len(view):
+        if offset + 4 > len(view):
+            raise InvalidInput(f"input '{name}': truncated BYTES element length prefix")
+        (length,) = struct.unpack_from("<I", view, offset)
+        offset += 4
+        if offset + length > len(view):
+            raise InvalidInput(f"input '{name}': BYTES element of {length} bytes is truncated")
+        out.append(bytes(view[offset : offset + length]))
+        offset += length
+    return out
+
+
+def encode_bytes_elements(array: np.ndarray) -> bytes:
+    """The binary form of a BYTES tensor: each element as <uint32 length><bytes>."""
+    parts: list[bytes] = []
+    for item in array.reshape(-1):
+        data = item if isinstance(item, bytes) else str(item).encode()
+        parts.append(struct.pack("<I", len(data)))
+        parts.append(data)
+    return b"".join(parts)
+
+
+def _from_binary(chunk: memoryview, datatype: str, shape: tuple[int, ...], name: str) -> np.ndarray:
+    count = math.prod(shape)
+    if datatype == "BYTES":
+        items = decode_bytes_elements(chunk, name)
+        if len(items) != count:
+            raise InvalidInput(
+                f"input '{name}': shape {list(shape)} has {count} elements but the binary data "
+                f"holds {len(items)} BYTES elements"
+            )
+        array = np.empty(count, dtype=object)
+        array[:] = items
+        return array.reshape(shape)
+    dtype = V2_TO_NUMPY[datatype]
+    expected = count * dtype.itemsize
+    if len(chunk) != expected:
+        raise InvalidInput(
+            f"input '{name}': binary_data_size is {len(chunk)} bytes but shape {list(shape)} "
+            f"of {datatype} needs {expected} bytes"
+        )
+    array = np.frombuffer(chunk, dtype=dtype.newbyteorder("<")).reshape(shape)
+    if not array.flags.aligned or array.dtype.byteorder == ">":
+        array = array.astype(dtype)
+    return array
+
+
+def _from_json(data: Any, datatype: str, shape: tuple[int, ...], name: str) -> np.ndarray:
+    if not isinstance(data, list):
+        data = [data]
+    count = math.prod(shape)
+    if datatype == "BYTES":
+        try:
+            flat = np.asarray(data, dtype=object).reshape(-1)
+        except ValueError:
+            raise InvalidInput(f"input '{name}': 'data' is a ragged nested list") from None
+        if not all(isinstance(x, str) for x in flat):
+            raise InvalidInput(f"input '{name}': BYTES data must be strings")
+        array = np.empty(flat.size, dtype=object)
+        array[:] = [x.encode() for x in flat]
+    else:
+        dtype = V2_TO_NUMPY[datatype]
+        try:
+            array = np.asarray(data, dtype=dtype)
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise InvalidInput(
+                f"input '{name}': 'data' cannot be read as {datatype}: {exc}"
+            ) from None
+        if datatype != "BOOL" and _has_bools(data):
+            raise InvalidInput(f"input '{name}': 'data' holds booleans but datatype is {datatype}")
+    if array.size != count:
+        raise InvalidInput(
+            f"input '{name}': shape {list(shape)} has {count} elements but 'data' has {array.size}"
+        )
+    return array.reshape(shape)
+
+
+def _has_bools(data: list[Any]) -> bool:
+    """Cheap check of the first leaf: numpy silently turns JSON true/false into 1/0."""
+    first: Any = data
+    while isinstance(first, list) and first:
+        first = first[0]
+    return isinstance(first, bool)
+
+
+def _requested_outputs(raw: Any, default_binary: bool) -> list[RequestedOutput] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, list):
+        raise InvalidInput("'outputs' must be a list of objects with a 'name'")
+    result = []
+    for item in raw:
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+            raise InvalidInput("each entry of 'outputs' must be an object with a string 'name'")
+        params = item.get("parameters") or {}
+        if not isinstance(params, dict):
+            raise InvalidInput(f"output '{item['name']}': 'parameters' must be an object")
+        binary = params.get("binary_data", default_binary)
+        result.append(RequestedOutput(item["name"], bool(binary)))
+    return result
+
+
+def decode_request(body: bytes, header_length: int | None = None) -> InferRequest:
+    """Decode an infer request body (JSON, or JSON header + binary tensors)."""
+    view = memoryview(body)
+    if header_length is not None:
+        if header_length < 0 or header_length > len(body):
+            raise InvalidInput(
+                f"Inference-Header-Content-Length is {header_length} but the body has only "
+                f"{len(body)} bytes"
+            )
+        header, binary = view[:header_length], view[header_length:]
+    else:
+        header, binary = view, view[:0]
+    doc = _load_json(header)
+    if not isinstance(doc, dict):
+        raise InvalidInput(
+            f"request body must be a JSON object with 'inputs', got {type(doc).__name__}"
+        )
+    raw_inputs = doc.get("inputs")
+    if not isinstance(raw_inputs, list) or not raw_inputs:
+        raise InvalidInput("request must have a non-empty 'inputs' list")
+    params = doc.get("parameters") or {}
+    if not isinstance(params, dict):
+        raise InvalidInput("'parameters' must be an object")
+
+    inputs: dict[str, np.ndarray] = {}
+    offset = 0
+    for tensor in raw_inputs:
+        if not isinstance(tensor, dict) or not isinstance(tensor.get("name"), str):
+            raise InvalidInput("each entry of 'inputs' must be an object with a string 'name'")
+        name = tensor["name"]
+        if name in inputs:
+            raise InvalidInput(f"input '{name}' is given more than once")
+        datatype = _datatype(tensor, name)
+        shape = _shape(tensor, name)
+        size = _binary_size(tensor)
+        if size is not None:
+            if offset + size > len(binary):
+                raise InvalidInput(
+                    f"input '{name}': binary_data_size {size} runs past the end of the body "
+                    f"({len(binary) - offset} binary bytes left)"
+                )
+            inputs[name] = _from_binary(binary[offset : offset + size], datatype, shape, name)
+            offset += size
+        elif "data" in tensor:
+            inputs[name] = _from_json(tensor["data"], datatype, shape, name)
+        else:
+            raise InvalidInput(f"input '{name}' has neither 'data' nor binary_data_size")
+    if offset != len(binary):
+        raise InvalidInput(
+            f"binary_data_size of the inputs adds up to {offset} bytes but the body carries "
+            f"{len(binary)} binary bytes"
+        )
+
+    request_id = doc.get("id")
+    if request_id is not None and not isinstance(request_id, str):
+        raise InvalidInput(f"'id' must be a string, got {type(request_id).__name__}")
+    binary_output = bool(params.get("binary_data_output", False))
+    return InferRequest(
+        inputs=inputs,
+        id=request_id,
+        outputs=_requested_outputs(doc.get("outputs"), binary_output),
+        binary_output=binary_output,
+        parameters=params,
+    )
+
+
+def _json_data(array: np.ndarray) -> Any:
+    if array.dtype == object or array.dtype.kind in ("U", "S"):
+        return [
+            x.decode("utf-8", "backslashreplace") if isinstance(x, bytes) else str(x)
+            for x in array.reshape(-1)
+        ]
+    return np.ascontiguousarray(array).reshape(-1)
+
+
+def encode_response(
+    model_name: str,
+    model_version: str,
+    outputs: list[tuple[str, str, np.ndarray, bool]],
+    request_id: str | None = None,
+) -> tuple[bytes, int | None]:
+    """Encode outputs ``(name, datatype, array, as_binary)`` into a response body.
+
+    Returns ``(body, header_length)``; ``header_length`` is None for a pure JSON body, else the
+    value of the ``Inference-Header-Content-Length`` response header.
+    """
+    tensors: list[dict[str, Any]] = []
+    blobs: list[bytes] = []
+    for name, datatype, array, as_binary in outputs:
+        tensor: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(array.shape)}
+        if as_binary:
+            blob = (
+                encode_bytes_elements(array)
+                if datatype == "BYTES"
+                else np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
+            )
+            tensor["parameters"] = {"binary_data_size": len(blob)}
+            blobs.append(blob)
+        else:
+            tensor["data"] = _json_data(array)
+        tensors.append(tensor)
+    doc: dict[str, Any] = {"model_name": model_name, "model_version": model_version}
+    if request_id is not None:
+        doc["id"] = request_id
+    doc["outputs"] = tensors
+    header = orjson.dumps(doc, option=_NUMPY_OPTS)
+    if not blobs:
+        return header, None
+    return b"".join([header, *blobs]), len(header)

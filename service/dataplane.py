@@ -1,0 +1,85 @@
+"""Protocol operations shared by every transport: health, metadata, inference.
+
+HTTP handlers in ``app.py`` are thin: they pass raw bodies here and turn ``InferenceError``
+into ``{"error": ...}`` responses (the MLServer ``handlers/dataplane.py`` split).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from service import __version__
+from service.codec import decode_request, encode_response
+from service.errors import ModelNotReady
+from service.repository import ModelRegistry
+from service.scheduler import Scheduler
+from service.signature import validate_inputs, validate_outputs
+
+SERVER_NAME = "onnx-ecs-serving"
+
+
+class DataPlane:
+    """The Open Inference Protocol's operations over a model registry."""
+
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        scheduler: Scheduler,
+        *,
+        strict_readiness: bool = False,
+        repository_api: bool = False,
+    ) -> None:
+        self.registry = registry
+        self.scheduler = scheduler
+        self.strict_readiness = strict_readiness
+        self.repository_api = repository_api
+        self.shutting_down = False
+
+    def server_metadata(self) -> dict[str, Any]:
+        extensions = ["binary_tensor_data"]
+        if self.repository_api:
+            extensions.append("model_repository")
+        return {"name": SERVER_NAME, "version": __version__, "extensions": extensions}
+
+    def ready(self) -> bool:
+        return not self.shutting_down and self.registry.ready(self.strict_readiness)
+
+    def model_metadata(self, name: str, version: str | None) -> dict[str, Any]:
+        model = self.registry.get(name, version)
+        metadata = model.metadata()
+        if version is None:
+            metadata["versions"] = [str(v) for v in self.registry.versions(name)]
+        return metadata
+
+    def model_ready(self, name: str, version: str | None) -> bool:
+        try:
+            self.registry.get(name, version)
+        except ModelNotReady:
+            return False
+        return True
+
+    async def infer(
+        self, name: str, version: str | None, body: bytes, header_length: int | None
+    ) -> tuple[bytes, int | None, str]:
+        """Run one inference request; returns (body, header length, served version)."""
+        if not self.registry.initial_load_done:
+            raise ModelNotReady("the service is still loading models; retry shortly")
+        model = self.registry.get(name, version)
+        request = decode_request(body, header_length)
+        validate_inputs(model.name, model.inputs, request.inputs)
+        if request.outputs is None:
+            names = model.output_names
+            binary = [request.binary_output] * len(names)
+        else:
+            names = [o.name for o in request.outputs]
+            validate_outputs(model.name, model.outputs, names)
+            binary = [o.binary for o in request.outputs]
+        arrays = await self.scheduler.run(model, request.inputs, names)
+        specs = model.output_specs
+        encoded = encode_response(
+            model.name,
+            str(model.version),
+            [(n, specs[n].datatype, a, b) for n, a, b in zip(names, arrays, binary, strict=True)],
+            request.id,
+        )
+        return encoded[0], encoded[1], str(model.version)

@@ -1,0 +1,276 @@
+"""The model repository: Triton's layout on disk, and the registry of loaded versions.
+
+Layout: ``<MODEL_DIR>/<model>/<version>/model.onnx`` with numeric version folders. Folders whose
+name starts with ``.`` are ignored: the publisher (``service.sync``) writes each version into a
+hidden folder and renames it into place only when complete, so a scan never sees half a model.
+
+Every version present is loaded (and warmed); unversioned requests go to the highest version that
+is ready. A version that fails to load is recorded with its reason and the others keep serving.
+``sync()`` reconciles the registry with the disk and is what the poller calls: a new version is
+loaded and warmed *before* it becomes visible, and a removed version is dropped from the table
+while requests already holding it finish on it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+
+from service.errors import ModelNotFound, ModelNotReady
+from service.model import MODEL_FILENAME, ModelVersion
+
+log = logging.getLogger("service.repository")
+
+Loader = Callable[[str, int, Path], ModelVersion]
+
+
+class State(StrEnum):
+    READY = "READY"
+    UNAVAILABLE = "UNAVAILABLE"
+
+
+@dataclass(slots=True)
+class VersionRecord:
+    """What the registry knows about one version on disk."""
+
+    model: str
+    version: int
+    path: Path
+    state: State
+    reason: str = ""
+    loaded: ModelVersion | None = None
+    fingerprint: tuple[int, int] | None = None
+
+
+@dataclass(slots=True)
+class SyncReport:
+    """What one reconciliation changed."""
+
+    loaded: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.loaded or self.failed or self.removed)
+
+
+def _fingerprint(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_mtime_ns, stat.st_size
+
+
+def scan(root: Path) -> dict[str, dict[int, Path]]:
+    """Find ``<model>/<version>/model.onnx`` under ``root``; hidden and non-numeric are skipped."""
+    found: dict[str, dict[int, Path]] = {}
+    if not root.is_dir():
+        return found
+    for model_dir in sorted(root.iterdir()):
+        if model_dir.name.startswith(".") or not model_dir.is_dir():
+            continue
+        versions: dict[int, Path] = {}
+        for version_dir in model_dir.iterdir():
+            if version_dir.name.startswith(".") or not version_dir.is_dir():
+                continue
+            if not version_dir.name.isdigit() or int(version_dir.name) < 1:
+                log.warning(
+                    "ignoring folder that is not a positive version number",
+                    extra={"model": model_dir.name, "path": str(version_dir)},
+                )
+                continue
+            versions[int(version_dir.name)] = version_dir / MODEL_FILENAME
+        if versions:
+            found[model_dir.name] = versions
+    return found
+
+
+class ModelRegistry:
+    """Loaded model versions, keyed by model name and version number.
+
+    Readers (request handlers) take no lock: they read a dict that writers replace whole.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        loader: Loader,
+        *,
+        warmup: bool = True,
+        on_unload: Callable[[ModelVersion], None] | None = None,
+    ) -> None:
+        self.root = root
+        self._loader = loader
+        self._warmup = warmup
+        self._on_unload = on_unload
+        self._models: dict[str, dict[int, VersionRecord]] = {}
+        self._write_lock = threading.Lock()
+        self._disabled: set[str] = set()  # unloaded through the repository API
+        self.initial_load_done = False
+
+    # -- loading ---------------------------------------------------------------------------
+    def _load(self, model: str, version: int, path: Path) -> VersionRecord:
+        fingerprint = _fingerprint(path)
+        started = time.perf_counter()
+        try:
+            if fingerprint is None:
+                raise FileNotFoundError(f"{path} does not exist")
+            loaded = self._loader(model, version, path)
+            warm_s = loaded.warmup() if self._warmup else 0.0
+        except Exception as exc:
+            reason = f"{type(exc).__name__}: {exc}"
+            log.error(
+                "model version failed to load",
+                extra={"model": model, "version": version, "path": str(path), "reason": reason},
+                exc_info=True,
+            )
+            return VersionRecord(model, version, path, State.UNAVAILABLE, reason, None, fingerprint)
+        log.info(
+            "model version ready",
+            extra={
+                "model": model,
+                "version": version,
+                "provider": loaded.provider,
+                "load_ms": round((time.perf_counter() - started) * 1000, 1),
+                "warmup_ms": round(warm_s * 1000, 1),
+                "inputs": [s.describe() for s in loaded.inputs],
+            },
+        )
+        return VersionRecord(model, version, path, State.READY, "", loaded, fingerprint)
+
+    def sync(self, only: set[str] | None = None) -> SyncReport:
+        """Reconcile with the disk: load new (or changed, or earlier failed) versions, drop gone.
+
+        ``only`` limits the work to those model names (repository API load).
+        """
+        report = SyncReport()
+        with self._write_lock:
+            on_disk = scan(self.root)
+            if not self.root.is_dir():
+                log.error("model directory does not exist", extra={"path": str(self.root)})
+            names = set(on_disk) | set(self._models)
+            if only is not None:
+                names &= only
+            for name in sorted(names):
+                if name in self._disabled and only is None:
+                    continue
+                self._sync_model(name, on_disk.get(name, {}), report)
+            self.initial_load_done = True
+        if report.changed:
+            log.info(
+                "model repository synchronised",
+                extra={"loaded": report.loaded, "failed": report.failed, "removed": report.removed},
+            )
+        return report
+
+    def _sync_model(self, name: str, disk: dict[int, Path], report: SyncReport) -> None:
+        current = self._models.get(name, {})
+        updated = dict(current)
+        for version, path in sorted(disk.items()):
+            record = current.get(version)
+            if record is not None and record.fingerprint == _fingerprint(path):
+                continue  # unchanged (ready, or failed for the same file: no retry storm)
+            new = self._load(name, version, path)
+            updated[version] = new
+            (report.loaded if new.state is State.READY else report.failed).append(
+                f"{name}/{version}"
+            )
+        for version in sorted(set(current) - set(disk)):
+            updated.pop(version)
+            report.removed.append(f"{name}/{version}")
+        self._publish(name, updated, current)
+
+    def _publish(
+        self, name: str, updated: dict[int, VersionRecord], previous: dict[int, VersionRecord]
+    ) -> None:
+        models = dict(self._models)
+        if updated:
+            models[name] = updated
+        else:
+            models.pop(name, None)
+        self._models = models  # one reference swap: readers see old or new, never half
+        for version, old in previous.items():
+            replaced = updated.get(version)
+            gone = replaced is None or replaced.loaded is not old.loaded
+            if old.loaded is not None and gone and self._on_unload is not None:
+                self._on_unload(old.loaded)
+
+    def load_model(self, name: str) -> SyncReport:
+        """(Re)load one model from disk; 404 when it is not in the repository."""
+        if name not in scan(self.root):
+            raise ModelNotFound(f"model '{name}' is not in the repository at {self.root}")
+        self._disabled.discard(name)
+        for record in self._models.get(name, {}).values():
+            record.fingerprint = None  # force a reload
+        return self.sync(only={name})
+
+    def unload_model(self, name: str) -> None:
+        """Stop serving a model until it is loaded again (the poller leaves it alone)."""
+        with self._write_lock:
+            previous = self._models.get(name)
+            if previous is None:
+                raise ModelNotFound(f"model '{name}' is not loaded")
+            self._disabled.add(name)
+            self._publish(name, {}, previous)
+        log.info("model unloaded", extra={"model": name})
+
+    # -- lookups ---------------------------------------------------------------------------
+    def names(self) -> list[str]:
+        return sorted(self._models)
+
+    def get(self, name: str, version: str | None = None) -> ModelVersion:
+        """The version to serve: the given one, or the highest ready version."""
+        versions = self._models.get(name)
+        if versions is None:
+            raise ModelNotFound(f"unknown model '{name}'; available models: {self.names()}")
+        if version is None or version == "":
+            ready = [r for r in versions.values() if r.loaded is not None]
+            if not ready:
+                latest = versions[max(versions)]
+                raise ModelNotReady(f"model '{name}' is not ready: {latest.reason}")
+            return max(ready, key=lambda r: r.version).loaded  # type: ignore[return-value]
+        if not version.isdigit():
+            raise ModelNotFound(f"model '{name}' has no version '{version}': versions are numbers")
+        record = versions.get(int(version))
+        if record is None:
+            raise ModelNotFound(
+                f"model '{name}' has no version {version}; versions: {sorted(versions)}"
+            )
+        if record.loaded is None:
+            raise ModelNotReady(f"model '{name}' version {version} is not ready: {record.reason}")
+        return record.loaded
+
+    def versions(self, name: str) -> list[int]:
+        return sorted(self._models.get(name, {}))
+
+    def ready(self, strict: bool = False) -> bool:
+        """Server readiness: initial load finished and some (strict: every) version ready."""
+        if not self.initial_load_done or not self._models:
+            return False
+        records = [r for versions in self._models.values() for r in versions.values()]
+        states = [r.state is State.READY for r in records]
+        return all(states) if strict else any(states)
+
+    def index(self) -> list[dict[str, str]]:
+        """The repository extension's index: every version on disk or loaded, with its state."""
+        entries = []
+        on_disk = scan(self.root)
+        for name in sorted(set(on_disk) | set(self._models)):
+            loaded = self._models.get(name, {})
+            for version in sorted(set(on_disk.get(name, {})) | set(loaded)):
+                record = loaded.get(version)
+                entry = {
+                    "name": name,
+                    "version": str(version),
+                    "state": record.state.value if record else State.UNAVAILABLE.value,
+                    "reason": record.reason if record else "not loaded",
+                }
+                entries.append(entry)
+        return entries
