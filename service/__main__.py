@@ -2,13 +2,15 @@
 
 Options default to the environment (MODEL_DIR, HOST, PORT, ...) so the same command works on a
 laptop and as a container entrypoint. uvicorn handles SIGTERM: it stops accepting, lets in-flight
-requests finish for up to GRACEFUL_SHUTDOWN_S, then exits (ECS sends SIGKILL after stopTimeout).
+requests finish for up to GRACEFUL_SHUTDOWN_S, then exits with status 0 (ECS sends SIGKILL after
+stopTimeout, so keep GRACEFUL_SHUTDOWN_S below it).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import signal
 from pathlib import Path
 
 import uvicorn
@@ -53,6 +55,10 @@ def main(argv: list[str] | None = None) -> None:
         timeout_graceful_shutdown=int(settings.graceful_shutdown_s),
         server_header=False,
     )
+    # uvicorn re-raises the SIGTERM it handled once shutdown is done, under the handler that was
+    # in place before it started; ignoring SIGTERM here makes a graceful stop exit 0, so ECS and
+    # the "exit code anything-but 0" alert rule do not report every deployment as a failure.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     uvicorn.Server(config).run()
 
 

@@ -52,6 +52,8 @@ class ModelVersion:
     @classmethod
     def load(cls, name: str, version: int, path: Path, config: SessionConfig) -> ModelVersion:
         """Create the session; raise if the requested accelerator did not come up."""
+        if CUDA in config.providers and hasattr(ort, "preload_dlls"):
+            ort.preload_dlls()  # CUDA/cuDNN from the nvidia-* wheels of the `cuda` extra
         options = ort.SessionOptions()
         options.intra_op_num_threads = config.intra_op_threads
         options.inter_op_num_threads = config.inter_op_threads
