@@ -31,7 +31,9 @@ def write_model(path: Path, model: onnx.ModelProto) -> Path:
     return path
 
 
-def scale_model(factor: float, features: int = 4, dtype: int = TensorProto.FLOAT) -> onnx.ModelProto:
+def scale_model(
+    factor: float, features: int = 4, dtype: int = TensorProto.FLOAT
+) -> onnx.ModelProto:
     """y = x * factor, x: [N, features]. The factor tells versions apart in responses."""
     np_dtype = helper.tensor_dtype_to_np_dtype(dtype)
     graph = helper.make_graph(
@@ -67,8 +69,13 @@ class ServerThread:
         self.settings = settings.model_copy(update={"host": "127.0.0.1", "port": self.port})
         self.app = create_app(self.settings)
         config = uvicorn.Config(
-            self.app, host="127.0.0.1", port=self.port, log_config=None, access_log=False,
-            loop="asyncio", lifespan="on",
+            self.app,
+            host="127.0.0.1",
+            port=self.port,
+            log_config=None,
+            access_log=False,
+            loop="asyncio",
+            lifespan="on",
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
