@@ -10,6 +10,7 @@ inference service then runs on it through the shared implementation in
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -40,6 +41,7 @@ INSTANCE_MANAGED_POLICIES = (
 )
 CONTAINER_INSIGHTS_VALUES = ("enabled", "enhanced", "disabled")
 _RESERVED_NAME_PREFIXES = ("aws", "ecs", "fargate")
+_CLUSTER_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
 
 
 @dataclass
@@ -144,6 +146,10 @@ def validate_args(name: str, args: GpuEc2ClusterArgs) -> None:
         raise ValueError(
             f"container_insights {args.container_insights!r} must be one of "
             f"{', '.join(CONTAINER_INSIGHTS_VALUES)}"
+        )
+    if args.cluster_name is not None and not _CLUSTER_NAME_RE.match(args.cluster_name):
+        raise ValueError(
+            f"cluster_name {args.cluster_name!r}: use 1-255 letters, digits, '-' or '_'"
         )
     if not args.egress_cidrs:
         raise ValueError("egress_cidrs must name at least one CIDR for HTTPS to AWS endpoints")
@@ -372,9 +378,10 @@ class GpuEc2Cluster(pulumi.ComponentResource):
                     min_healthy_percentage=args.instance_refresh_min_healthy_percentage,
                     max_healthy_percentage=args.instance_refresh_max_healthy_percentage,
                     instance_warmup=str(args.instance_warmup_period),
-                    # Instances running tasks are scale-in protected; replace them anyway,
-                    # managed draining moves their tasks first.
-                    scale_in_protected_instances="Refresh",
+                    # Instances running tasks are scale-in protected. With managed draining
+                    # ECS moves their tasks first, so replace them; without it, wait for ECS
+                    # to unprotect them rather than kill tasks.
+                    scale_in_protected_instances="Refresh" if args.managed_draining else "Wait",
                 ),
             )
         asg_tags = [
@@ -402,6 +409,9 @@ class GpuEc2Cluster(pulumi.ComponentResource):
             capacity_rebalance=args.spot,
             default_instance_warmup=args.instance_warmup_period,
             instance_refresh=refresh,
+            # Scale-in protected instances never terminate on their own: without force_delete
+            # `pulumi destroy` would wait on them forever.
+            force_delete=True,
             tags=asg_tags,
             opts=pulumi.ResourceOptions.merge(
                 child, pulumi.ResourceOptions(ignore_changes=["desiredCapacity"])

@@ -351,6 +351,7 @@ def test_asg_is_managed_by_ecs(default_cluster: RecordingMocks) -> None:
     asg = default_cluster.one(ASG).inputs
     assert {"key": "AmazonECSManaged", "value": "true", "propagateAtLaunch": True} in asg["tags"]
     assert asg["protectFromScaleIn"] is True
+    assert asg["forceDelete"] is True
     assert (asg["minSize"], asg["maxSize"]) == (0, 4)
     assert asg["vpcZoneIdentifiers"] == SUBNETS
     assert "desiredCapacity" not in asg
@@ -379,6 +380,11 @@ def test_instance_refresh_rolls_protected_instances_and_is_optional() -> None:
     assert refresh["strategy"] == "Rolling"
     assert refresh["preferences"]["scaleInProtectedInstances"] == "Refresh"
     assert refresh["preferences"]["minHealthyPercentage"] == 100
+    mocks = run(cluster(managed_draining=False))
+    refresh = mocks.one(ASG).inputs["instanceRefresh"]
+    assert refresh["preferences"]["scaleInProtectedInstances"] == "Wait"
+    provider = mocks.one(CP).inputs["autoScalingGroupProvider"]
+    assert provider["managedDraining"] == "DISABLED"
     mocks = run(cluster(instance_refresh=False))
     assert "instanceRefresh" not in mocks.one(ASG).inputs
 
@@ -444,11 +450,18 @@ def test_cluster_default_strategy_is_the_gpu_provider(default_cluster: Recording
         ({"container_insights": "on"}, "container_insights"),
         ({"root_volume_size_gib": 8}, "root_volume_size_gib"),
         ({"egress_cidrs": ()}, "egress_cidrs"),
+        ({"cluster_name": "gpu cluster"}, "cluster_name"),
     ],
 )
 def test_invalid_settings_fail_before_any_resource(overrides: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         run(cluster(**overrides))
+
+
+def test_explicit_cluster_name_reaches_cluster_and_user_data() -> None:
+    mocks = run(cluster(cluster_name="gpu-serving"))
+    assert mocks.one(CLUSTER).inputs["name"] == "gpu-serving"
+    assert "ECS_CLUSTER=gpu-serving" in user_data_lines(mocks)
 
 
 def test_reserved_capacity_provider_prefix_is_refused() -> None:
