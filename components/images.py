@@ -1,0 +1,86 @@
+"""Container images: build and push to ECR, or take prebuilt URIs from stack config.
+
+CI builds once per commit and deploys with ``serviceImage``/``logRouterImage`` set to the
+commit-hash tag, so ``pulumi up`` builds nothing. Without them (a developer's stack), the images
+are built from the repository with awsx and pushed to repositories created here.
+
+Repositories: scan on push, tag immutability (awsx tags every build with a fresh random tag, so an
+immutable repository never refuses a push; a tag can never be re-pointed at other code), KMS
+encryption, and a lifecycle policy so old images do not pile up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_awsx as awsx
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """One image: prebuilt URI, or what to build."""
+
+    role: str  # "service" / "log-router": names the repository
+    dockerfile: str  # relative to the repository root
+    context: str = "."
+    prebuilt: str | None = None
+
+
+def lifecycle_policy(keep_tagged: int = 30, untagged_days: int = 7) -> awsx.ecr.LifecyclePolicyArgs:
+    """Expire untagged layers after ``untagged_days`` and keep the newest ``keep_tagged``."""
+    return awsx.ecr.LifecyclePolicyArgs(
+        rules=[
+            awsx.ecr.LifecyclePolicyRuleArgs(
+                description=f"untagged images after {untagged_days} days",
+                tag_status=awsx.ecr.LifecycleTagStatus.UNTAGGED,
+                maximum_age_limit=untagged_days,
+            ),
+            awsx.ecr.LifecyclePolicyRuleArgs(
+                description=f"keep the newest {keep_tagged} images",
+                tag_status=awsx.ecr.LifecycleTagStatus.ANY,
+                maximum_number_of_images=keep_tagged,
+            ),
+        ]
+    )
+
+
+def image_uri(
+    name: str,
+    spec: ImageSpec,
+    platform: str = "linux/amd64",
+    tags: Mapping[str, str] | None = None,
+    opts: pulumi.ResourceOptions | None = None,
+) -> pulumi.Output[str]:
+    """The image to run: the prebuilt URI as is, or a fresh build pushed to a new repository.
+
+    The built image is referenced by digest (awsx's ``image_uri``), so a task definition changes
+    exactly when the image content does.
+    """
+    if spec.prebuilt:
+        return pulumi.Output.from_input(spec.prebuilt)
+    repository = awsx.ecr.Repository(
+        f"{name}-{spec.role}-repo",
+        image_scanning_configuration=aws.ecr.RepositoryImageScanningConfigurationArgs(
+            scan_on_push=True
+        ),
+        image_tag_mutability="IMMUTABLE",
+        encryption_configurations=[
+            aws.ecr.RepositoryEncryptionConfigurationArgs(encryption_type="KMS")
+        ],
+        lifecycle_policy=lifecycle_policy(),
+        force_delete=False,
+        tags=dict(tags or {}),
+        opts=opts,
+    )
+    image = awsx.ecr.Image(
+        f"{name}-{spec.role}-image",
+        repository_url=repository.url,
+        context=spec.context,
+        dockerfile=spec.dockerfile,
+        platform=platform,
+        opts=opts,
+    )
+    return image.image_uri

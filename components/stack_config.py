@@ -1,0 +1,354 @@
+"""All stack configuration in one typed dataclass, read from ``pulumi.Config``.
+
+Every field carries its config key and a one-line description in ``metadata``; the loader, the
+validation of unknown keys in ``Pulumi.<stack>.yaml`` and the docs table all come from those, so
+a key cannot exist in one place and be missing in another. Tests construct ``StackConfig``
+directly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Union, get_args, get_origin, get_type_hints
+
+import pulumi
+
+from components.ecs_service import (
+    Autoscaling,
+    ContainerHealthCheck,
+    HealthCheck,
+    LoadBalancerOptions,
+    ServiceSettings,
+)
+from components.fargate_sizes import validate_architecture, validate_fargate_size
+
+NAT_STRATEGIES = ("Single", "OnePerAz")
+
+
+def _m(key: str, doc: str) -> dict[str, str]:
+    """Field metadata: the camelCase config key and its one-line description."""
+    return {"key": key, "doc": doc}
+
+
+@dataclass
+class StackConfig:
+    """Stack settings with safe defaults; see docs/infrastructure.md for the table."""
+
+    # -- network ---------------------------------------------------------------------------
+    vpc_id: str | None = field(
+        default=None,
+        metadata=_m("vpcId", "Existing VPC to deploy into; unset creates a new VPC (awsx)."),
+    )
+    private_subnet_ids: list[str] = field(
+        default_factory=list,
+        metadata=_m(
+            "privateSubnetIds", "Private subnets of the existing VPC (tasks, EFS, internal ALB)."
+        ),
+    )
+    public_subnet_ids: list[str] = field(
+        default_factory=list,
+        metadata=_m(
+            "publicSubnetIds", "Public subnets of the existing VPC (only for a public ALB)."
+        ),
+    )
+    vpc_cidr_block: str | None = field(
+        default=None,
+        metadata=_m(
+            "vpcCidrBlock",
+            "CIDR of a new VPC (default 10.0.0.0/16); with vpcId, the range an internal ALB "
+            "admits (looked up from the VPC when unset).",
+        ),
+    )
+    availability_zones: int = field(
+        default=2, metadata=_m("availabilityZones", "AZs of a new VPC (>= 2).")
+    )
+    nat_gateways: str = field(
+        default="OnePerAz",
+        metadata=_m("natGateways", "NAT gateways of a new VPC: Single (cheap) or OnePerAz (HA)."),
+    )
+    # -- images ----------------------------------------------------------------------------
+    service_image: str | None = field(
+        default=None,
+        metadata=_m(
+            "serviceImage",
+            "Prebuilt service image URI (e.g. a commit-hash tag from CI); unset builds "
+            "service/Dockerfile and pushes it to a new ECR repository.",
+        ),
+    )
+    log_router_image: str | None = field(
+        default=None,
+        metadata=_m(
+            "logRouterImage",
+            "Prebuilt log router image URI; unset builds log_router/Dockerfile into ECR.",
+        ),
+    )
+    # -- task size -------------------------------------------------------------------------
+    cpu: int = field(default=2048, metadata=_m("cpu", "Fargate task CPU units (1024 = 1 vCPU)."))
+    memory: int = field(
+        default=4096, metadata=_m("memory", "Fargate task memory in MiB; must be valid for cpu.")
+    )
+    cpu_architecture: str = field(
+        default="X86_64", metadata=_m("cpuArchitecture", "X86_64 or ARM64 (Graviton).")
+    )
+    # -- cluster and service ---------------------------------------------------------------
+    cluster: str | None = field(
+        default=None,
+        metadata=_m(
+            "cluster",
+            "Existing ECS cluster name or ARN; unset creates one with Container Insights.",
+        ),
+    )
+    container_insights: str = field(
+        default="enabled",
+        metadata=_m(
+            "containerInsights", "Container Insights of a new cluster: enabled, enhanced, disabled."
+        ),
+    )
+    desired_count: int = field(
+        default=3, metadata=_m("desiredCount", "Tasks at creation (then autoscaling owns it).")
+    )
+    autoscaling: bool = field(
+        default=True, metadata=_m("autoscaling", "Target-tracking autoscaling on or off.")
+    )
+    min_count: int = field(default=2, metadata=_m("minCount", "Autoscaling minimum task count."))
+    max_count: int = field(default=6, metadata=_m("maxCount", "Autoscaling maximum task count."))
+    cpu_target_percent: float = field(
+        default=60.0, metadata=_m("cpuTargetPercent", "Average CPU to track (%).")
+    )
+    requests_per_target: float | None = field(
+        default=200.0,
+        metadata=_m("requestsPerTarget", "ALB requests per task per minute to track; 0 disables."),
+    )
+    scale_in_cooldown: int = field(
+        default=300, metadata=_m("scaleInCooldownSeconds", "Seconds between scale-ins.")
+    )
+    scale_out_cooldown: int = field(
+        default=60, metadata=_m("scaleOutCooldownSeconds", "Seconds between scale-outs.")
+    )
+    health_check_grace_period: int = field(
+        default=60,
+        metadata=_m(
+            "healthCheckGracePeriodSeconds",
+            "Seconds ECS ignores ALB health after a task starts (model loading).",
+        ),
+    )
+    stop_timeout: int = field(
+        default=30,
+        metadata=_m("stopTimeoutSeconds", "SIGTERM-to-SIGKILL time (<= 120 on Fargate)."),
+    )
+    graceful_shutdown: int = field(
+        default=25,
+        metadata=_m(
+            "gracefulShutdownSeconds", "GRACEFUL_SHUTDOWN_S of the service (< stopTimeoutSeconds)."
+        ),
+    )
+    log_level: str = field(default="INFO", metadata=_m("logLevel", "LOG_LEVEL of the service."))
+    environment: dict[str, str] = field(
+        default_factory=dict,
+        metadata=_m("environment", "Extra environment variables for the service container."),
+    )
+    enable_execute_command: bool = field(
+        default=True, metadata=_m("enableExecuteCommand", "ECS Exec on the tasks.")
+    )
+    readonly_root_filesystem: bool | None = field(
+        default=None,
+        metadata=_m(
+            "readonlyRootFilesystem",
+            "Read-only root file system; unset means read-only unless ECS Exec is on.",
+        ),
+    )
+    ignore_task_definition_changes: bool = field(
+        default=False,
+        metadata=_m(
+            "ignoreTaskDefinitionChanges",
+            "Leave the task definition revision to external deployments after creation.",
+        ),
+    )
+    # -- load balancer ---------------------------------------------------------------------
+    public_load_balancer: bool = field(
+        default=False, metadata=_m("publicLoadBalancer", "Internet-facing ALB instead of internal.")
+    )
+    certificate_arn: str | None = field(
+        default=None,
+        metadata=_m("certificateArn", "ACM certificate: adds HTTPS :443 and redirects HTTP to it."),
+    )
+    access_logs_bucket: str | None = field(
+        default=None, metadata=_m("accessLogsBucket", "S3 bucket for ALB access logs.")
+    )
+    access_logs_prefix: str | None = field(
+        default=None, metadata=_m("accessLogsPrefix", "Key prefix for ALB access logs.")
+    )
+    health_check_interval: int = field(
+        default=5, metadata=_m("healthCheckIntervalSeconds", "Target group health check interval.")
+    )
+    health_check_timeout: int = field(
+        default=2, metadata=_m("healthCheckTimeoutSeconds", "Target group health check timeout.")
+    )
+    healthy_threshold: int = field(
+        default=5, metadata=_m("healthyThreshold", "Checks to become healthy.")
+    )
+    unhealthy_threshold: int = field(
+        default=2, metadata=_m("unhealthyThreshold", "Checks to become unhealthy.")
+    )
+    deregistration_delay: int = field(
+        default=60,
+        metadata=_m("deregistrationDelaySeconds", "Connection draining time on scale-in/deploy."),
+    )
+    # -- storage, logs, notifications ------------------------------------------------------
+    efs_backup: bool = field(
+        default=True, metadata=_m("efsBackup", "AWS Backup for the model file system.")
+    )
+    router_log_retention_days: int = field(
+        default=90, metadata=_m("routerLogRetentionDays", "Retention of the log router's own logs.")
+    )
+    error_log_retention_days: int = field(
+        default=90, metadata=_m("errorLogRetentionDays", "Retention of the error log group.")
+    )
+    archive_transition_days: int = field(
+        default=30,
+        metadata=_m(
+            "archiveTransitionDays", "Days before archived logs move to a colder S3 class."
+        ),
+    )
+    archive_expiration_days: int = field(
+        default=365, metadata=_m("archiveExpirationDays", "Days before archived logs are deleted.")
+    )
+    notification_email: str | None = field(
+        default=None,
+        metadata=_m(
+            "notificationEmail", "E-mail subscribed to the notification topic (confirm the mail)."
+        ),
+    )
+    tags: dict[str, str] = field(
+        default_factory=dict, metadata=_m("tags", "Tags on every resource that takes them.")
+    )
+
+    # -- loading -----------------------------------------------------------------------------
+    @classmethod
+    def keys(cls) -> dict[str, dataclasses.Field]:
+        """Config key -> dataclass field."""
+        return {f.metadata["key"]: f for f in dataclasses.fields(cls)}
+
+    @classmethod
+    def from_config(cls, config: pulumi.Config | None = None) -> StackConfig:
+        """Read every key (typed), fall back to the defaults, then validate."""
+        config = config or pulumi.Config()
+        hints = get_type_hints(cls)
+        values: dict[str, Any] = {}
+        for key, f in cls.keys().items():
+            value = _read(config, key, hints[f.name])
+            if value is not None:
+                values[f.name] = value
+        loaded = cls(**values)
+        loaded.validate()
+        return loaded
+
+    def validate(self) -> None:
+        """Combinations AWS would refuse late, refused here with the accepted values."""
+        validate_fargate_size(self.cpu, self.memory)
+        validate_architecture(self.cpu_architecture)
+        if self.vpc_id:
+            if len(self.private_subnet_ids) < 2:
+                raise ValueError(
+                    f"vpcId {self.vpc_id} needs privateSubnetIds in at least two AZs "
+                    f"(got {self.private_subnet_ids}); an ALB needs two"
+                )
+            if self.public_load_balancer and len(self.public_subnet_ids) < 2:
+                raise ValueError(
+                    "publicLoadBalancer with vpcId needs publicSubnetIds in at least two AZs"
+                )
+        elif self.private_subnet_ids or self.public_subnet_ids:
+            raise ValueError("privateSubnetIds/publicSubnetIds are only used together with vpcId")
+        if self.nat_gateways not in NAT_STRATEGIES:
+            raise ValueError(f"natGateways {self.nat_gateways!r}: use one of {NAT_STRATEGIES}")
+        if self.availability_zones < 2:
+            raise ValueError(f"availabilityZones {self.availability_zones}: an ALB needs >= 2")
+        self.service_settings().validate()
+
+    # -- mapping onto component args --------------------------------------------------------
+    @property
+    def image_platform(self) -> str:
+        """Docker platform matching the task's CPU architecture."""
+        return "linux/arm64" if self.cpu_architecture == "ARM64" else "linux/amd64"
+
+    def service_settings(self) -> ServiceSettings:
+        """The shared service tunables."""
+        autoscaling = None
+        if self.autoscaling:
+            autoscaling = Autoscaling(
+                min_count=self.min_count,
+                max_count=self.max_count,
+                cpu_target_percent=self.cpu_target_percent,
+                requests_per_target=self.requests_per_target or None,
+                scale_in_cooldown_s=self.scale_in_cooldown,
+                scale_out_cooldown_s=self.scale_out_cooldown,
+            )
+        return ServiceSettings(
+            desired_count=self.desired_count,
+            autoscaling=autoscaling,
+            load_balancer=LoadBalancerOptions(
+                public=self.public_load_balancer,
+                certificate_arn=self.certificate_arn,
+                access_logs_bucket=self.access_logs_bucket,
+                access_logs_prefix=self.access_logs_prefix,
+            ),
+            health_check=HealthCheck(
+                interval_s=self.health_check_interval,
+                timeout_s=self.health_check_timeout,
+                healthy_threshold=self.healthy_threshold,
+                unhealthy_threshold=self.unhealthy_threshold,
+                deregistration_delay_s=self.deregistration_delay,
+            ),
+            container_health_check=ContainerHealthCheck(),
+            environment=dict(self.environment),
+            log_level=self.log_level,
+            graceful_shutdown_s=self.graceful_shutdown,
+            stop_timeout_s=self.stop_timeout,
+            health_check_grace_period_s=self.health_check_grace_period,
+            enable_execute_command=self.enable_execute_command,
+            readonly_root_filesystem=self.readonly_root_filesystem,
+            ignore_task_definition_changes=self.ignore_task_definition_changes,
+            notification_email=self.notification_email,
+        )
+
+
+def _base_type(hint: Any) -> Any:
+    """``int | None`` -> int; ``list[str]`` -> list."""
+    if get_origin(hint) in (Union, types.UnionType):
+        hint = next(a for a in get_args(hint) if a is not type(None))
+    return get_origin(hint) or hint
+
+
+def _read(config: pulumi.Config, key: str, hint: Any) -> Any:
+    """One typed value, or None when the key is not set."""
+    base = _base_type(hint)
+    if base is bool:
+        return config.get_bool(key)
+    if base is int:
+        return config.get_int(key)
+    if base is float:
+        return config.get_float(key)
+    if base in (list, dict):
+        value = config.get_object(key)
+        if value is not None and not isinstance(value, base):
+            raise ValueError(f"config {key}: expected a {base.__name__}, got {value!r}")
+        return value
+    return config.get(key)
+
+
+def config_rows() -> Iterator[tuple[str, str, str]]:
+    """(key, description, default) for the docs table."""
+    for key, f in StackConfig.keys().items():
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        shown = "unset" if default in (None, [], {}) else f"`{default}`"
+        yield key, f.metadata["doc"], shown
+
+
+def unknown_keys(config: Mapping[str, Any], project: str) -> list[str]:
+    """Keys under ``<project>:`` in a stack file that StackConfig does not know (typos)."""
+    prefix = f"{project}:"
+    known = StackConfig.keys()
+    return sorted(k for k in config if k.startswith(prefix) and k.removeprefix(prefix) not in known)
