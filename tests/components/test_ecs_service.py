@@ -23,7 +23,9 @@ from components.ecs_service import (
     ServiceSettings,
     ecr_repository_arn,
 )
+from components.efs_model_store import EfsModelStore, EfsModelStoreArgs
 from components.fargate_service import fargate_placement
+from components.log_router import LogRouter, LogRouterArgs
 from tests import pulumi_mocks
 from tests.ecs_schema import assert_valid_container_definitions
 from tests.pulumi_mocks import Recorded, RecordingMocks, run
@@ -38,16 +40,8 @@ NETWORK = Network(
     private_subnet_ids=["subnet-priv-a", "subnet-priv-b"],
     public_subnet_ids=["subnet-pub-a", "subnet-pub-b"],
 )
-EFS_STATEMENT = {
-    "Effect": "Allow",
-    "Action": ["elasticfilesystem:ClientMount"],
-    "Resource": "arn:aws:elasticfilesystem:us-east-1:123456789012:file-system/fs-1",
-}
-ROUTER_STATEMENT = {
-    "Effect": "Allow",
-    "Action": ["logs:PutLogEvents"],
-    "Resource": "arn:aws:logs:us-east-1:123456789012:log-group:errors:*",
-}
+EFS_SG = "models-sg-id"
+ROUTER_LOG_GROUP = "/ecs/onnx-ecs-serving/test/logs/log-router"
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -69,78 +63,6 @@ def answer_dict(original: Callable[[Any], Any]) -> Callable[[Any], Any]:
     return call
 
 
-class FakeModelStore:
-    """Implements the EfsModelStore contract (contracts.md) with recognisable values."""
-
-    def __init__(self) -> None:
-        self.security_group_id = pulumi.Output.from_input("sg-efs")
-        self.allowed: list[tuple[str, Any]] = []
-
-    def allow_from(self, name: str, security_group_id: pulumi.Input[str]) -> pulumi.Resource:
-        self.allowed.append((name, security_group_id))
-        return aws.vpc.SecurityGroupIngressRule(
-            name,
-            security_group_id="sg-efs",
-            ip_protocol="tcp",
-            from_port=2049,
-            to_port=2049,
-            referenced_security_group_id=security_group_id,
-        )
-
-    def volume(self, name: str = "models") -> aws.ecs.TaskDefinitionVolumeArgs:
-        return aws.ecs.TaskDefinitionVolumeArgs(
-            name=name,
-            efs_volume_configuration=aws.ecs.TaskDefinitionVolumeEfsVolumeConfigurationArgs(
-                file_system_id="fs-1",
-                transit_encryption="ENABLED",
-                authorization_config=aws.ecs.TaskDefinitionVolumeEfsVolumeConfigurationAuthorizationConfigArgs(
-                    access_point_id="fsap-1", iam="ENABLED"
-                ),
-            ),
-        )
-
-    def mount_point(
-        self, container_path: str, read_only: bool = True, volume_name: str = "models"
-    ) -> dict:
-        return {"sourceVolume": volume_name, "containerPath": container_path, "readOnly": read_only}
-
-    def task_role_statement(self, write: bool = False) -> pulumi.Output[dict]:
-        return pulumi.Output.from_input(EFS_STATEMENT)
-
-
-class FakeLogRouter:
-    """Implements the LogRouter contract (contracts.md)."""
-
-    container_name = "log-router"
-
-    def __init__(self) -> None:
-        self.router_log_group_name = pulumi.Output.from_input("router-logs")
-
-    def container_definition(self) -> pulumi.Output[dict]:
-        return pulumi.Output.from_input(
-            {
-                "name": "log-router",
-                "image": ROUTER_IMAGE,
-                "essential": True,
-                "user": "0",
-                "firelensConfiguration": {
-                    "type": "fluentbit",
-                    "options": {"config-file-type": "file", "config-file-value": "/x.conf"},
-                },
-                "logConfiguration": {
-                    "logDriver": "awslogs",
-                    "options": {"awslogs-group": "router-logs", "awslogs-region": "us-east-1"},
-                },
-            }
-        )
-
-    def app_log_configuration(self) -> dict:
-        return {"logDriver": "awsfirelens", "options": {}}
-
-    def task_role_statements(self) -> list[pulumi.Output[dict]]:
-        return [pulumi.Output.from_input(ROUTER_STATEMENT)]
-
-
 def service_args(**overrides: Any) -> Callable[[], InferenceServiceArgs]:
     """Args factory (collaborators create resources, so they are built inside the program)."""
     settings = overrides.pop("settings", ServiceSettings())
@@ -153,8 +75,11 @@ def service_args(**overrides: Any) -> Callable[[], InferenceServiceArgs]:
             network=overrides.pop("network", NETWORK),
             image=APP_IMAGE,
             placement=placement or fargate_placement(2048, 4096),
-            model_store=FakeModelStore(),
-            log_router=FakeLogRouter(),
+            model_store=EfsModelStore(
+                "models",
+                EfsModelStoreArgs(vpc_id="vpc-0abc", subnet_ids=["subnet-priv-a", "subnet-priv-b"]),
+            ),
+            log_router=LogRouter("logs", LogRouterArgs(image=ROUTER_IMAGE)),
             settings=settings,
             **overrides,
         )
@@ -240,7 +165,7 @@ def test_app_container_port_models_user_stop_timeout_health_and_logs() -> None:
         3,
         60,
     )
-    assert app["logConfiguration"] == {"logDriver": "awsfirelens", "options": {}}
+    assert app["logConfiguration"] == {"logDriver": "awsfirelens"}
     assert app["dependsOn"] == [{"containerName": "log-router", "condition": "START"}]
     assert app["linuxParameters"] == {"initProcessEnabled": True}
     env = {e["name"]: e["value"] for e in app["environment"]}
@@ -409,9 +334,9 @@ def test_tasks_accept_only_the_alb_and_alb_talks_only_to_tasks() -> None:
     assert (alb_in.inputs["fromPort"], alb_in.inputs["toPort"]) == (80, 80)
     task_out = {r.inputs["fromPort"]: r.inputs for r in rules_of(mocks, egress, task_sg)}
     assert set(task_out) == {443, 2049}
-    assert task_out[2049]["referencedSecurityGroupId"] == "sg-efs"
+    assert task_out[2049]["referencedSecurityGroupId"] == EFS_SG
     # the model store admits the task security group (and nothing else was asked of it)
-    (efs_rule,) = rules_of(mocks, ingress, "sg-efs")
+    (efs_rule,) = rules_of(mocks, ingress, EFS_SG)
     assert efs_rule.inputs["referencedSecurityGroupId"] == task_sg
     # no security group has inline rules that could open more
     for group in mocks.of_type("aws:ec2/securityGroup:SecurityGroup"):
@@ -548,8 +473,11 @@ def test_requests_policy_can_be_turned_off() -> None:
 def test_task_role_has_efs_log_router_and_ecs_exec_statements_only() -> None:
     mocks, _ = deploy()
     statements = policy_of(mocks, "svc-task-policy")["Statement"]
-    assert EFS_STATEMENT in statements
-    assert ROUTER_STATEMENT in statements
+    by_sid = {s["Sid"]: s for s in statements}
+    efs = by_sid["ModelStoreRead"]
+    assert efs["Action"] == ["elasticfilesystem:ClientMount"]  # read-only: no ClientWrite
+    assert efs["Resource"] == f"arn:aws:efs:us-east-1:{ACCOUNT}:models-fs"
+    assert {"LogRouterErrorLogGroup", "LogRouterArchive"} <= set(by_sid)
     exec_stmt = next(s for s in statements if s.get("Sid") == "EcsExec")
     assert sorted(exec_stmt["Action"]) == [
         "ssmmessages:CreateControlChannel",
@@ -557,7 +485,7 @@ def test_task_role_has_efs_log_router_and_ecs_exec_statements_only() -> None:
         "ssmmessages:OpenControlChannel",
         "ssmmessages:OpenDataChannel",
     ]
-    assert len(statements) == 3
+    assert len(statements) == 4
     role = json.loads(mocks.one("aws:iam/role:Role", "svc-task-role").inputs["assumeRolePolicy"])
     (trust,) = role["Statement"]
     assert trust["Principal"] == {"Service": "ecs-tasks.amazonaws.com"}
@@ -579,7 +507,7 @@ def test_execution_role_pulls_only_used_repositories_and_writes_router_logs() ->
         f"arn:aws:ecr:us-east-1:{ACCOUNT}:repository/onnx-service",
     ]
     assert statements["RouterLogs"]["Resource"] == (
-        f"arn:aws:logs:us-east-1:{ACCOUNT}:log-group:router-logs:*"
+        f"arn:aws:logs:us-east-1:{ACCOUNT}:log-group:{ROUTER_LOG_GROUP}:*"
     )
     assert statements["EcrAuth"]["Action"] == "ecr:GetAuthorizationToken"
 
