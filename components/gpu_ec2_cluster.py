@@ -196,9 +196,7 @@ class GpuEc2Cluster(pulumi.ComponentResource):
         image_id: pulumi.Output[str] = (
             pulumi.Output.from_input(args.ami_id)
             if args.ami_id is not None
-            else aws.ssm.get_parameter_output(
-                name=args.ami_parameter_name, opts=pulumi.InvokeOutputOptions(parent=self)
-            ).value
+            else self._ami_from_ssm(args.ami_parameter_name)
         )
         user_data = self.cluster.name.apply(
             lambda cluster: user_data_base64(
@@ -311,6 +309,15 @@ class GpuEc2Cluster(pulumi.ComponentResource):
         )
 
     # -- children -----------------------------------------------------------------------------
+    def _ami_from_ssm(self, parameter_name: str) -> pulumi.Output[str]:
+        """The AMI id in a (public) SSM parameter, read at each deployment. The provider marks
+        the invoke result secret; an AMI id is public, and a secret would hide AMI changes (and
+        the instance refresh they trigger) from `pulumi preview`."""
+        result = aws.ssm.get_parameter_output(
+            name=parameter_name, opts=pulumi.InvokeOutputOptions(parent=self)
+        )
+        return pulumi.Output.unsecret(result.insecure_value)
+
     def _instance_role(
         self, name: str, tags: dict[str, str], child: pulumi.ResourceOptions
     ) -> aws.iam.Role:

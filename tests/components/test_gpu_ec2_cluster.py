@@ -12,6 +12,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 import pytest
+from pulumi.runtime import rpc
 
 from components import gpu_ec2_cluster as gpu_module
 from components.ecs_service import Autoscaling, Network, ServiceSettings
@@ -279,6 +280,33 @@ def test_default_ami_comes_from_the_public_ssm_parameter(default_cluster: Record
     )
     assert default_cluster.one(LT).inputs["imageId"] == "ami-0123456789abcdef0"
     assert default_cluster.one(LT).inputs["instanceType"] == "g6.xlarge"
+
+
+def test_ami_id_is_not_hidden_as_a_secret() -> None:
+    """A new AMI must show up in `pulumi preview` (it triggers an instance refresh). The AWS
+    provider marks getParameter's ``value`` secret; answer it that way here too."""
+    found: dict[str, bool] = {}
+    pending: list[asyncio.Future[None]] = []
+
+    def program() -> None:
+        mocks = pulumi_mocks.MOCKS
+        secret = {rpc._special_sig_key: rpc._special_secret_sig, "value": "ami-0secret"}
+        mocks.call_handlers[SSM_CALL] = lambda args: {
+            "name": args["name"],
+            "value": secret,
+            "insecureValue": "ami-0123456789abcdef0",
+            "type": "String",
+        }
+        gpu = cluster()()
+
+        async def record() -> None:
+            found["secret"] = await gpu.image_id.is_secret()
+
+        pending.append(asyncio.ensure_future(record()))
+
+    mocks = run(program)
+    assert found == {"secret": False}
+    assert mocks.one(LT).inputs["imageId"] == "ami-0123456789abcdef0"
 
 
 def test_explicit_ami_skips_ssm() -> None:
