@@ -257,15 +257,15 @@ class GpuEc2Cluster(pulumi.ComponentResource):
 
         self.auto_scaling_group = self._auto_scaling_group(name, args, tags, child)
 
-        managed = "ENABLED"
         self.capacity_provider = aws.ecs.CapacityProvider(
             f"{name}-capacity-provider",
             auto_scaling_group_provider=aws.ecs.CapacityProviderAutoScalingGroupProviderArgs(
                 auto_scaling_group_arn=self.auto_scaling_group.arn,
-                managed_termination_protection=managed,
+                # ECS scales in only instances without tasks (needs protect_from_scale_in).
+                managed_termination_protection="ENABLED",
                 managed_draining="ENABLED" if args.managed_draining else "DISABLED",
                 managed_scaling=aws.ecs.CapacityProviderAutoScalingGroupProviderManagedScalingArgs(
-                    status=managed,
+                    status="ENABLED",
                     target_capacity=args.target_capacity,
                     minimum_scaling_step_size=args.minimum_scaling_step_size,
                     maximum_scaling_step_size=args.maximum_scaling_step_size,
