@@ -1,0 +1,153 @@
+"""Pulumi program: read the stack config, compose the components, export what operators need.
+
+Everything configurable is in ``components/stack_config.py`` (documented in
+docs/infrastructure.md); everything built is in ``components/``.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_awsx as awsx
+
+from components.ecs_service import Network
+from components.efs_model_store import EfsModelStore, EfsModelStoreArgs
+from components.fargate_service import FargateInferenceService, FargateInferenceServiceArgs
+from components.images import ImageSpec, image_uri
+from components.log_router import LogRouter, LogRouterArgs
+from components.stack_config import StackConfig
+
+DEFAULT_VPC_CIDR = "10.0.0.0/16"
+
+
+def network(cfg: StackConfig, name: str, tags: dict[str, str]) -> Network:
+    """The given VPC, or a new one: private subnets (tasks, EFS, ALB) behind NAT, public subnets
+    for NAT gateways and an optional public ALB."""
+    if cfg.vpc_id:
+        cidr = cfg.vpc_cidr_block or aws.ec2.get_vpc_output(id=cfg.vpc_id).cidr_block
+        return Network(
+            vpc_id=cfg.vpc_id,
+            vpc_cidr_block=cidr,
+            private_subnet_ids=cfg.private_subnet_ids,
+            public_subnet_ids=cfg.public_subnet_ids or None,
+        )
+    cidr = cfg.vpc_cidr_block or DEFAULT_VPC_CIDR
+    vpc = awsx.ec2.Vpc(
+        f"{name}-vpc",
+        cidr_block=cidr,
+        number_of_availability_zones=cfg.availability_zones,
+        nat_gateways=awsx.ec2.NatGatewayConfigurationArgs(strategy=cfg.nat_gateways),
+        subnet_strategy=awsx.ec2.SubnetAllocationStrategy.AUTO,
+        subnet_specs=[
+            awsx.ec2.SubnetSpecArgs(type=awsx.ec2.SubnetType.PRIVATE, cidr_mask=20),
+            awsx.ec2.SubnetSpecArgs(type=awsx.ec2.SubnetType.PUBLIC, cidr_mask=24),
+        ],
+        enable_dns_hostnames=True,  # EFS mount targets are reached by DNS name
+        enable_dns_support=True,
+        tags=tags,
+    )
+    return Network(
+        vpc_id=vpc.vpc_id,
+        vpc_cidr_block=cidr,
+        private_subnet_ids=vpc.private_subnet_ids,
+        public_subnet_ids=vpc.public_subnet_ids,
+    )
+
+
+cfg = StackConfig.from_config()
+stack = pulumi.get_stack()
+name = f"onnx-{stack}"
+tags = {"project": pulumi.get_project(), "stack": stack, **cfg.tags}
+
+net = network(cfg, name, tags)
+service_image = image_uri(
+    name,
+    ImageSpec("service", dockerfile="service/Dockerfile", context=".", prebuilt=cfg.service_image),
+    platform=cfg.image_platform,
+    tags=tags,
+)
+router_image = image_uri(
+    name,
+    ImageSpec(
+        "log-router",
+        dockerfile="log_router/Dockerfile",
+        context="log_router",
+        prebuilt=cfg.log_router_image,
+    ),
+    platform=cfg.image_platform,
+    tags=tags,
+)
+models = EfsModelStore(
+    f"{name}-models",
+    EfsModelStoreArgs(
+        vpc_id=net.vpc_id,
+        subnet_ids=net.private_subnet_ids,
+        # awsx's subnet ids are an Output: say how many mount targets to create
+        subnet_count=len(cfg.private_subnet_ids) if cfg.vpc_id else cfg.availability_zones,
+        backup=cfg.efs_backup,
+        tags=tags,
+    ),
+)
+logs = LogRouter(
+    f"{name}-logs",
+    LogRouterArgs(
+        image=router_image,
+        router_log_retention_days=cfg.router_log_retention_days,
+        error_log_retention_days=cfg.error_log_retention_days,
+        archive_transition_days=cfg.archive_transition_days,
+        archive_expiration_days=cfg.archive_expiration_days,
+    ),
+)
+service = FargateInferenceService(
+    name,
+    FargateInferenceServiceArgs(
+        network=net,
+        image=service_image,
+        model_store=models,
+        log_router=logs,
+        cpu=cfg.cpu,
+        memory=cfg.memory,
+        architecture=cfg.cpu_architecture,
+        cluster=cfg.cluster,
+        container_insights=cfg.container_insights,
+        settings=cfg.service_settings(),
+        tags=tags,
+    ),
+)
+
+pulumi.export("url", service.url)
+pulumi.export("loadBalancerDns", service.load_balancer_dns)
+pulumi.export("clusterName", service.cluster_name)
+pulumi.export("clusterArn", service.cluster_arn)
+pulumi.export("serviceName", service.service_name)
+pulumi.export("taskDefinitionArn", service.task_definition_arn)
+pulumi.export("taskDefinitionFamily", service.task_definition_family)
+pulumi.export("taskRoleArn", service.task_role_arn)
+pulumi.export("executionRoleArn", service.execution_role_arn)
+pulumi.export("taskSecurityGroupId", service.task_security_group_id)
+pulumi.export("vpcId", net.vpc_id)
+pulumi.export("privateSubnetIds", net.private_subnet_ids)
+pulumi.export("fileSystemId", models.file_system_id)
+pulumi.export("accessPointId", models.access_point_id)
+pulumi.export("errorLogGroupName", logs.error_log_group_name)
+pulumi.export("routerLogGroupName", logs.router_log_group_name)
+pulumi.export("logArchiveBucketName", logs.archive_bucket_name)
+pulumi.export("alarmTopicArn", service.alarm_topic_arn)
+pulumi.export("serviceImage", service_image)
+# For one-off tasks: aws ecs run-task --network-configuration "$(pulumi stack output ...)"
+pulumi.export(
+    "runTaskNetworkConfiguration",
+    pulumi.Output.all(net.private_subnet_ids, service.task_security_group_id).apply(
+        lambda v: json.dumps(
+            {
+                "awsvpcConfiguration": {
+                    "subnets": list(v[0]),
+                    "securityGroups": [v[1]],
+                    "assignPublicIp": "DISABLED",
+                }
+            }
+        )
+    ),
+)
