@@ -16,6 +16,7 @@ from pulumi.runtime import rpc
 
 from components import gpu_ec2_cluster as gpu_module
 from components.ecs_service import Autoscaling, Network, ServiceSettings
+from components.efs_model_store import EfsModelStore, EfsModelStoreArgs
 from components.gpu_ec2_cluster import (
     DEFAULT_GPU_AMI_PARAMETER,
     GpuEc2Cluster,
@@ -24,6 +25,7 @@ from components.gpu_ec2_cluster import (
 )
 from components.gpu_instance_types import gpu_task_size, instance_shape, schedulable_memory_mib
 from components.gpu_user_data import ecs_agent_config
+from components.log_router import LogRouter, LogRouterArgs
 from tests import pulumi_mocks
 from tests.ecs_schema import assert_valid_container_definitions
 from tests.pulumi_mocks import ACCOUNT, Recorded, RecordingMocks, run
@@ -624,3 +626,37 @@ def test_more_tasks_than_instances_is_refused() -> None:
 def test_service_task_size_is_validated_against_the_instance() -> None:
     with pytest.raises(ValueError, match=r"does not fit on g6\.xlarge"):
         run(with_service(task_memory=16384))
+
+
+def test_gpu_service_with_the_real_model_store_and_log_router() -> None:
+    """End to end with EfsModelStore and LogRouter instead of the fakes."""
+
+    def program() -> None:
+        gpu = cluster()()
+        store = EfsModelStore("models", EfsModelStoreArgs(vpc_id="vpc-1", subnet_ids=SUBNETS))
+        router = LogRouter(
+            "logs",
+            LogRouterArgs(image=f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/log-router:1"),
+        )
+        gpu.inference_service(
+            "infer-svc",
+            GpuInferenceServiceArgs(
+                network=Network(
+                    vpc_id="vpc-1", vpc_cidr_block="10.0.0.0/16", private_subnet_ids=SUBNETS
+                ),
+                image=f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/inference:1",
+                model_store=store,
+                log_router=router,
+            ),
+        )
+
+    mocks = run(program)
+    containers = json.loads(
+        mocks.one("aws:ecs/taskDefinition:TaskDefinition").inputs["containerDefinitions"]
+    )
+    assert_valid_container_definitions(containers)
+    app = next(c for c in containers if c["name"] == "app")
+    assert app["resourceRequirements"] == [{"type": "GPU", "value": "1"}]
+    assert {c["name"] for c in containers} == {"app", "log-router"}
+    volume = mocks.one("aws:ecs/taskDefinition:TaskDefinition").inputs["volumes"][0]
+    assert volume["efsVolumeConfiguration"]["transitEncryption"] == "ENABLED"
