@@ -1,0 +1,22 @@
+"""``python -m ops <command>``: the operator CLI. Commands live in their own modules."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from ops import run_task
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Dispatch to a sub-command; returns the process exit code."""
+    parser = argparse.ArgumentParser(prog="python -m ops", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run_task.add_parser(commands)
+    args = parser.parse_args(argv)
+    return int(args.handler(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
