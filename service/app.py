@@ -12,32 +12,35 @@ import contextlib
 import logging
 import os
 import threading
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service import __version__
+from service.batching import BatchingScheduler
 from service.dataplane import DataPlane
-from service.errors import InferenceError, InvalidInput, ModelNotFound, PayloadTooLarge
+from service.errors import InferenceError, ModelNotFound
+from service.infer_route import InferRoute, openapi_paths
 from service.metrics import Metrics
 from service.middleware import ObservabilityMiddleware
 from service.model import ModelVersion, SessionConfig
+from service.model_config import BatchingConfig, load_model_config
 from service.providers import nvidia_gpu_present, resolve_providers
 from service.repository import ModelRegistry
-from service.scheduler import DirectScheduler, Scheduler
+from service.scheduler import Scheduler
 from service.settings import Settings
 
 log = logging.getLogger("service.app")
 
-HEADER_LENGTH = "inference-header-content-length"
 JSON_TYPE = "application/json"
 
 
@@ -49,41 +52,12 @@ def error_response(status: int, message: str, headers: dict[str, str] | None = N
     return json_response({"error": message}, status, headers)
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The whole body, refusing (413) as soon as it is known to exceed ``limit`` bytes."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(
-            f"request body of {declared} bytes exceeds the limit of {limit} bytes "
-            "(MAX_REQUEST_BYTES)"
-        )
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(
-                f"request body exceeds the limit of {limit} bytes (MAX_REQUEST_BYTES)"
-            )
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def header_length(request: Request) -> int | None:
-    raw = request.headers.get(HEADER_LENGTH)
-    if raw is None:
-        return None
+def usable_cpus() -> int:
+    """CPUs this process may run on (the task's vCPUs, not the host's cores)."""
     try:
-        return int(raw)
-    except ValueError:
-        raise InvalidInput(
-            f"Inference-Header-Content-Length must be an integer, got {raw!r}"
-        ) from None
-
-
-def build_scheduler(settings: Settings, metrics: Metrics) -> Scheduler:
-    workers = settings.inference_workers or os.cpu_count() or 1
-    return DirectScheduler(workers)
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def build_registry(settings: Settings, on_unload: Any = None) -> ModelRegistry:
@@ -92,18 +66,27 @@ def build_registry(settings: Settings, on_unload: Any = None) -> ModelRegistry:
         available=_available_providers(),
         gpu_present=nvidia_gpu_present(),
     )
-    config = SessionConfig(
-        providers=tuple(providers),
-        intra_op_threads=settings.ort_intra_op_threads,
-        inter_op_threads=settings.ort_inter_op_threads,
+    defaults = BatchingConfig(
+        max_batch_size=settings.max_batch_size,
+        max_queue_delay_us=settings.max_queue_delay_us,
+        max_queue_size=settings.max_queue_size,
+        instance_count=settings.instance_count,
     )
     log.info(
         "execution providers chosen",
         extra={"setting": settings.execution_provider, "providers": providers},
     )
 
-    def loader(name: str, version: int, path: Any) -> ModelVersion:
-        return ModelVersion.load(name, version, path, config)
+    def loader(name: str, version: int, path: Path) -> ModelVersion:
+        batching = load_model_config(path.parent.parent, defaults)
+        # Parallel instances share the cores: split them rather than oversubscribe.
+        intra = settings.ort_intra_op_threads or max(1, usable_cpus() // batching.instance_count)
+        config = SessionConfig(
+            providers=tuple(providers),
+            intra_op_threads=intra,
+            inter_op_threads=settings.ort_inter_op_threads,
+        )
+        return ModelVersion.load(name, version, path, config, batching)
 
     return ModelRegistry(settings.model_dir, loader, warmup=settings.warmup, on_unload=on_unload)
 
@@ -127,7 +110,7 @@ async def _poll_repository(plane: DataPlane, interval_s: float) -> None:
 def create_app(settings: Settings, scheduler: Scheduler | None = None) -> FastAPI:
     """Build the ASGI app. Models load in a background thread once the server starts."""
     metrics = Metrics()
-    scheduler = scheduler or build_scheduler(settings, metrics)
+    scheduler = scheduler or BatchingScheduler(metrics)
     registry = build_registry(settings, on_unload=scheduler.release)
     plane = DataPlane(
         registry,
@@ -229,52 +212,6 @@ def create_app(settings: Settings, scheduler: Scheduler | None = None) -> FastAP
             return json_response({"name": name, "ready": True})
         return json_response({"name": name, "ready": False, "error": "model not ready"}, 503)
 
-    infer_body = {
-        "requestBody": {
-            "required": True,
-            "content": {
-                JSON_TYPE: {"schema": {"type": "object", "required": ["inputs"]}},
-                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
-            },
-        }
-    }
-
-    async def _infer(request: Request, model_name: str, version: str | None) -> Response:
-        started = time.perf_counter()
-        status = 500
-        try:
-            body = await read_body(request, settings.max_request_bytes)
-            payload, hlen, _ = await plane.infer(model_name, version, body, header_length(request))
-            status = 200
-        except InferenceError as exc:
-            status = exc.status_code
-            raise
-        finally:
-            metrics.inference_requests.labels(model_name, str(status)).inc()
-            if status >= 400:
-                metrics.inference_failures.labels(model_name, str(status)).inc()
-            else:
-                metrics.inference_latency.labels(model_name).observe(time.perf_counter() - started)
-        if hlen is None:
-            return Response(payload, media_type=JSON_TYPE)
-        return Response(
-            payload,
-            media_type="application/octet-stream",
-            headers={"Inference-Header-Content-Length": str(hlen)},
-        )
-
-    @app.post("/v2/models/{model_name}/infer", summary="Inference", openapi_extra=infer_body)
-    async def infer(request: Request, model_name: str) -> Response:
-        return await _infer(request, model_name, None)
-
-    @app.post(
-        "/v2/models/{model_name}/versions/{version}/infer",
-        summary="Inference on a version",
-        openapi_extra=infer_body,
-    )
-    async def infer_version(request: Request, model_name: str, version: str) -> Response:
-        return await _infer(request, model_name, version)
-
     # -- repository extension ----------------------------------------------------------------
     def _require_repository_api() -> None:
         if not plane.repository_api:
@@ -307,5 +244,21 @@ def create_app(settings: Settings, scheduler: Scheduler | None = None) -> FastAP
         metrics.models_ready.set(sum(1 for e in registry.index() if e["state"] == "READY"))
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
+            schema["paths"].update(openapi_paths())
+            schema.setdefault("components", {}).setdefault("schemas", {})["Error"] = {
+                "type": "object",
+                "required": ["error"],
+                "properties": {"error": {"type": "string"}},
+            }
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    app.add_middleware(
+        InferRoute, plane=plane, metrics=metrics, max_request_bytes=settings.max_request_bytes
+    )
     app.add_middleware(ObservabilityMiddleware, metrics=metrics, access_log=settings.access_log)
     return app

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from service.model_config import BatchingConfig
 from service.providers import CUDA, ProviderUnavailable
 from service.signature import TensorSpec
 
@@ -38,7 +39,14 @@ class ModelVersion:
 
     platform = "onnxruntime_onnx"
 
-    def __init__(self, name: str, version: int, path: Path, session: ort.InferenceSession) -> None:
+    def __init__(
+        self,
+        name: str,
+        version: int,
+        path: Path,
+        session: ort.InferenceSession,
+        batching: BatchingConfig | None = None,
+    ) -> None:
         self.name = name
         self.version = version
         self.path = path
@@ -48,9 +56,18 @@ class ModelVersion:
         self.output_names = [o.name for o in self.outputs]
         self.provider = session.get_providers()[0]
         self.output_specs = {o.name: o for o in self.outputs}
+        self.output_index = {name: i for i, name in enumerate(self.output_names)}
+        self.batching = batching or BatchingConfig()
 
     @classmethod
-    def load(cls, name: str, version: int, path: Path, config: SessionConfig) -> ModelVersion:
+    def load(
+        cls,
+        name: str,
+        version: int,
+        path: Path,
+        config: SessionConfig,
+        batching: BatchingConfig | None = None,
+    ) -> ModelVersion:
         """Create the session; raise if the requested accelerator did not come up."""
         if CUDA in config.providers and hasattr(ort, "preload_dlls"):
             ort.preload_dlls()  # CUDA/cuDNN from the nvidia-* wheels of the `cuda` extra
@@ -60,7 +77,7 @@ class ModelVersion:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
         session = ort.InferenceSession(str(path), sess_options=options, providers=config.providers)
-        model = cls(name, version, path, session)
+        model = cls(name, version, path, session, batching)
         if config.providers[0] == CUDA and model.provider != CUDA:
             raise ProviderUnavailable(
                 f"asked for {CUDA} but ONNX Runtime fell back to {model.provider} "

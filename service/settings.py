@@ -60,8 +60,17 @@ class Settings(BaseSettings):
     repository_api: bool = Field(
         False, description="Enable POST /v2/repository/index and models/{m}/load|unload."
     )
-    inference_workers: int = Field(
-        0, ge=0, description="Threads running model sessions (0: one per CPU core)."
+    max_batch_size: int = Field(
+        32, ge=0, description="Default rows per combined model run (0 or 1: no batching)."
+    )
+    max_queue_delay_us: int = Field(
+        0, ge=0, description="Default wait for a fuller batch while traffic flows (never idle)."
+    )
+    max_queue_size: int = Field(
+        1024, ge=1, description="Default queued requests per model version before 503."
+    )
+    instance_count: int = Field(
+        1, ge=1, description="Default parallel runs per model version (Triton instance groups)."
     )
 
     @field_validator("log_level", mode="before")

@@ -67,30 +67,30 @@ class RecordingMocks(pulumi.runtime.Mocks):
             outputs.setdefault("family", inputs.get("family", args.name))
         return f"{args.name}-id", outputs
 
-    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict, list | None]:
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict, list]:
         inputs = dict(args.args)
         self.calls.append((args.token, inputs))
         handler = self.call_handlers.get(args.token)
         if handler is not None:
-            return handler(inputs), None
+            return handler(inputs), []
         if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
             return {"accountId": ACCOUNT, "arn": f"arn:aws:iam::{ACCOUNT}:user/t",
-                    "userId": "AID", "id": ACCOUNT}, None
+                    "userId": "AID", "id": ACCOUNT}, []
         if args.token in ("aws:index/getRegion:getRegion",):
             return {"name": REGION, "region": REGION, "id": REGION,
-                    "description": "US East (N. Virginia)", "endpoint": "ec2.us-east-1"}, None
+                    "description": "US East (N. Virginia)", "endpoint": "ec2.us-east-1"}, []
         if args.token == "aws:index/getPartition:getPartition":
             return {"partition": "aws", "dnsSuffix": "amazonaws.com", "id": "aws",
-                    "reverseDnsPrefix": "com.amazonaws"}, None
+                    "reverseDnsPrefix": "com.amazonaws"}, []
         if args.token == "aws:ssm/getParameter:getParameter":
             value = json.dumps({"image_id": "ami-0123456789abcdef0"}) if inputs.get(
                 "name", "").endswith("recommended") else "ami-0123456789abcdef0"
             return {"name": inputs.get("name"), "value": value, "insecureValue": value,
                     "type": "String", "arn": "arn:ssm", "id": inputs.get("name"),
-                    "version": 1, "withDecryption": True}, None
+                    "version": 1, "withDecryption": True}, []
         if args.token == "aws:iam/getPolicyDocument:getPolicyDocument":
-            return {"json": json.dumps(inputs), "id": "doc"}, None
-        return {}, None
+            return {"json": json.dumps(inputs), "id": "doc"}, []
+        return {}, []
 
     # -- query helpers -------------------------------------------------------------------
     def of_type(self, type_: str) -> list[Recorded]:
