@@ -223,7 +223,10 @@ class StackConfig:
         ),
     )
     tags: dict[str, str] = field(
-        default_factory=dict, metadata=_m("tags", "Tags on every resource that takes them.")
+        default_factory=dict,
+        metadata=_m(
+            "tags", "Extra tags (besides project and stack) for the resources that take tags."
+        ),
     )
 
     # -- loading -----------------------------------------------------------------------------
@@ -340,10 +343,17 @@ def _read(config: pulumi.Config, key: str, hint: Any) -> Any:
 
 
 def config_rows() -> Iterator[tuple[str, str, str]]:
-    """(key, description, default) for the docs table."""
+    """(key, description, default) for the docs table, defaults as written in YAML."""
     for key, f in StackConfig.keys().items():
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-        shown = "unset" if default in (None, [], {}) else f"`{default}`"
+        if default in (None, [], {}):
+            shown = "unset"
+        elif isinstance(default, bool):
+            shown = f"`{str(default).lower()}`"
+        elif isinstance(default, float) and default.is_integer():
+            shown = f"`{int(default)}`"
+        else:
+            shown = f"`{default}`"
         yield key, f.metadata["doc"], shown
 
 
