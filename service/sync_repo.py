@@ -91,7 +91,8 @@ def retire(path: Path) -> None:
     hidden = path.parent / f"{DEL_PREFIX}{path.name}-{secrets.token_hex(4)}"
     os.rename(path, hidden)
     fsync_dir(path.parent)
-    shutil.rmtree(hidden)
+    # Already invisible; if NFS refuses part of the delete, the next run's cleanup finishes it.
+    shutil.rmtree(hidden, ignore_errors=True)
 
 
 def discard(path: Path) -> None:
