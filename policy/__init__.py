@@ -1,0 +1,1 @@
+"""The Pulumi policy pack (run with ``pulumi preview --policy-pack policy``)."""
