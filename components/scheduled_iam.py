@@ -68,11 +68,11 @@ def run_task_statements(
             "Condition": in_cluster,
         },
         {
+            # The task ARN names the cluster, so the resource alone scopes this.
             "Sid": "WatchAndStopTasksOfThisCluster",
             "Effect": "Allow",
             "Action": ["ecs:DescribeTasks", "ecs:StopTask"],
             "Resource": task_arn_pattern(cluster_arn),
-            "Condition": in_cluster,
         },
         {
             "Sid": "TagTasksWhileRunningThem",

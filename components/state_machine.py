@@ -14,11 +14,11 @@ Why the failure branch is a chain of Choice states and not a single Pass: the ``
 JSON string (the DescribeTasks task, PascalCase) only when the task ran and stopped. For
 ``States.Timeout`` there may be no ``Cause`` at all, and ECS API errors
 (``ECS.InvalidParameterException``, ``ECS.AccessDeniedException``...) carry plain text. In
-JSONPath mode a path that does not exist, or ``States.StringToJson`` on text, raises
-``States.Runtime``, which no ``Catch`` on a Pass state can handle: the execution would die
-without notifying anyone. So every optional value is tested with ``IsPresent`` /
-``StringMatches`` before it is read, and anything unexpected falls back to a message carrying
-the raw Error and Cause.
+JSONPath mode a path that does not exist (in a Parameters path or in a Choice comparison), or
+``States.StringToJson`` on text, raises ``States.Runtime``, which no ``Catch`` on a Pass state
+can handle: the execution would die without notifying anyone. So every optional value is tested
+with ``IsPresent`` (which never fails) in a state of its own before it is compared or read, and
+anything unexpected falls back to a message carrying the raw Error and Cause.
 
 The exit code reported is the one of *our* container, selected by name with a JSONPath filter,
 not ``Containers[0]``: DescribeTasks does not promise an order, and a task definition with a
@@ -39,6 +39,7 @@ SNS_PUBLISH = "arn:aws:states:::sns:publish"
 # State names (tests and docs refer to them).
 RUN_TASK = "RunTask"
 CLASSIFY = "ClassifyFailure"
+CLASSIFY_CAUSE = "ClassifyCause"
 PARSE = "ParseTaskDescription"
 IS_TASK = "IsTaskDescription"
 SUMMARIZE = "SummarizeStoppedTask"
@@ -154,25 +155,17 @@ def build_definition(spec: RunTaskSpec) -> dict[str, Any]:
         },
         CLASSIFY: {
             "Type": "Choice",
-            "Comment": "A JSON Cause is the stopped task; anything else is reported as is",
-            "Choices": [
-                {
-                    "And": [
-                        {"Variable": "$.error.Cause", "IsPresent": True},
-                        {"Variable": "$.error.Cause", "IsString": True},
-                        {"Variable": "$.error.Cause", "StringMatches": "{*}"},
-                    ],
-                    "Next": PARSE,
-                },
-                {
-                    "And": [
-                        {"Variable": "$.error.Cause", "IsPresent": True},
-                        {"Variable": "$.error.Cause", "IsString": True},
-                    ],
-                    "Next": DESCRIBE_WITH_CAUSE,
-                },
-            ],
+            "Comment": "States.Timeout and some service errors carry no Cause at all",
+            "Choices": [{"Variable": "$.error.Cause", "IsPresent": True, "Next": CLASSIFY_CAUSE}],
             "Default": DESCRIBE_ERROR,
+        },
+        CLASSIFY_CAUSE: {
+            # A separate state, not an And with IsPresent: a comparison on a missing path is a
+            # States.Runtime error, and And is not documented to short-circuit.
+            "Type": "Choice",
+            "Comment": "A JSON Cause is the stopped task; anything else is reported as is",
+            "Choices": [{"Variable": "$.error.Cause", "StringMatches": "{*}", "Next": PARSE}],
+            "Default": DESCRIBE_WITH_CAUSE,
         },
         PARSE: {
             "Type": "Pass",
