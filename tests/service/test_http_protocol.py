@@ -125,3 +125,16 @@ def test_metrics_count_requests_by_model_and_status(demo_server: ServerThread) -
     assert 'inference_failures_total{model="scale",status="400"}' in text
     assert "inference_request_duration_seconds_bucket" in text
     assert "http_requests_in_flight" in text
+
+
+def test_openapi_documents_every_protocol_route(demo_server: ServerThread) -> None:
+    with client(demo_server) as http:
+        paths = http.get("/openapi.json").json()["paths"]
+    for path in (
+        "/v2/models/{model_name}/infer",
+        "/v2/models/{model_name}/versions/{version}/infer",
+        "/v2/models/{model_name}",
+        "/v2/health/ready",
+        "/health",
+    ):
+        assert path in paths
