@@ -589,7 +589,10 @@ class InferenceService(pulumi.ComponentResource):
         identity = aws.get_caller_identity_output(opts=invoke)
         region = aws.get_region_output(opts=invoke)
         partition = aws.get_partition_output(opts=invoke)
-        # Confused-deputy guard: only ECS acting for this account may assume the roles.
+        # Confused-deputy guard: only ECS acting for this account may assume the roles. The
+        # task role also pins aws:SourceArn to this account's ECS resources in this region, as
+        # the ECS guide for task roles shows; the execution role keeps to aws:SourceAccount,
+        # the condition the ECS agent is documented to send when it pulls images.
         trust = pulumi.Output.all(identity.account_id, region.region, partition.partition).apply(
             lambda v: assume_role_policy(
                 "ecs-tasks.amazonaws.com",
@@ -597,6 +600,11 @@ class InferenceService(pulumi.ComponentResource):
                     "StringEquals": {"aws:SourceAccount": v[0]},
                     "ArnLike": {"aws:SourceArn": f"arn:{v[2]}:ecs:{v[1]}:{v[0]}:*"},
                 },
+            )
+        )
+        execution_trust = identity.account_id.apply(
+            lambda account: assume_role_policy(
+                "ecs-tasks.amazonaws.com", {"StringEquals": {"aws:SourceAccount": account}}
             )
         )
         task_role = aws.iam.Role(
@@ -618,7 +626,7 @@ class InferenceService(pulumi.ComponentResource):
 
         execution_role = aws.iam.Role(
             f"{name}-execution-role",
-            assume_role_policy=trust,
+            assume_role_policy=execution_trust,
             description="ECS agent: pull images, write the log router's own logs",
             tags=self._tags,
             opts=child,

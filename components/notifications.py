@@ -93,16 +93,15 @@ class ServiceNotifications(pulumi.ComponentResource):
                         "Resource": "*",
                     }
                 ),
-                identity.account_id.apply(
-                    lambda account: {
-                        "Sid": "EventBridgePublishesToEncryptedTopic",
-                        "Effect": "Allow",
-                        "Principal": {"Service": "events.amazonaws.com"},
-                        "Action": ["kms:GenerateDataKey*", "kms:Decrypt"],
-                        "Resource": "*",
-                        "Condition": {"StringEquals": {"aws:SourceAccount": account}},
-                    }
-                ),
+                # As in the EventBridge guide for encrypted SNS targets; the key encrypts only
+                # this topic, whose policy admits only this stack's rules.
+                {
+                    "Sid": "EventBridgePublishesToEncryptedTopic",
+                    "Effect": "Allow",
+                    "Principal": {"Service": "events.amazonaws.com"},
+                    "Action": ["kms:GenerateDataKey*", "kms:Decrypt"],
+                    "Resource": "*",
+                },
             ]
         )
         key = aws.kms.Key(

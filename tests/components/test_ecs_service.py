@@ -510,6 +510,10 @@ def test_execution_role_pulls_only_used_repositories_and_writes_router_logs() ->
         f"arn:aws:logs:us-east-1:{ACCOUNT}:log-group:{ROUTER_LOG_GROUP}:*"
     )
     assert statements["EcrAuth"]["Action"] == "ecr:GetAuthorizationToken"
+    role = mocks.one("aws:iam/role:Role", "svc-execution-role").inputs
+    (trust,) = json.loads(role["assumeRolePolicy"])["Statement"]
+    assert trust["Principal"] == {"Service": "ecs-tasks.amazonaws.com"}
+    assert trust["Condition"] == {"StringEquals": {"aws:SourceAccount": ACCOUNT}}
 
 
 def test_ecr_repository_arn_parsing() -> None:
