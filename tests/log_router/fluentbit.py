@@ -22,7 +22,8 @@ Fluent Bit sources (1.9 and later, the versions aws-for-fluent-bit ships):
   the new tag (``$TAG``, ``$TAG[n]``, ``$key``, ``$0``-``$9``) into the start of the pipeline,
   the original is kept when the rule says so;
 - outputs: each record goes to every output whose match fits its tag; ``s3_key_format`` is
-  rendered with ``$TAG``, ``$TAG[n]``, ``$UUID`` and strftime of the record time (UTC).
+  rendered with ``$TAG``, ``$TAG[n]``, ``$UUID`` and strftime of the record time (UTC); option
+  names are checked against those the plugin documents (a misspelt one stops Fluent Bit).
 
 What it does NOT do: network I/O (cloudwatch_logs and s3 only record what they would send),
 buffering, retries, chunking, FireLens's generated config (tests build records as FireLens
@@ -306,6 +307,7 @@ class Pipeline:
             elif s.name == "FILTER":
                 self.filters.append((s, self._make_filter(s)))
             elif s.name == "OUTPUT":
+                _check_output_options(s)
                 self.outputs.append(s)
             else:
                 raise ConfigError(f"[{s.name}] does not belong in a FireLens custom config")
@@ -524,6 +526,42 @@ class Pipeline:
         for d in self.delivered:
             grouped.setdefault(d.output, []).append(d)
         return grouped
+
+
+_GENERIC_OUTPUT = {
+    "name", "match", "match_regex", "alias", "retry_limit", "workers", "log_level",
+    "storage.total_limit_size",
+}  # fmt: skip
+# Options of the AWS outputs as documented for Fluent Bit 1.9 (aws-for-fluent-bit 2.x).
+OUTPUT_OPTIONS = {
+    "cloudwatch_logs": _GENERIC_OUTPUT | {
+        "region", "log_group_name", "log_group_template", "log_stream_name", "log_stream_prefix",
+        "log_stream_template", "log_key", "log_format", "role_arn", "auto_create_group",
+        "log_retention_days", "endpoint", "sts_endpoint", "metric_namespace",
+        "metric_dimensions", "auto_retry_requests", "external_id",
+    },
+    "s3": _GENERIC_OUTPUT | {
+        "region", "bucket", "json_date_key", "json_date_format", "total_file_size",
+        "upload_chunk_size", "upload_timeout", "store_dir", "store_dir_limit_size",
+        "s3_key_format", "s3_key_format_tag_delimiters", "static_file_path", "use_put_object",
+        "role_arn", "endpoint", "sts_endpoint", "canned_acl", "compression", "content_type",
+        "send_content_md5", "auto_retry_requests", "log_key", "preserve_data_ordering",
+        "storage_class", "external_id",
+    },
+    "null": _GENERIC_OUTPUT,
+}  # fmt: skip
+
+
+def _check_output_options(s: Section) -> None:
+    """A misspelt option is a startup error in Fluent Bit; catch it here too."""
+    plugin = (s.get("Name") or "").lower()
+    if plugin not in OUTPUT_OPTIONS:
+        raise ConfigError(f"output {plugin!r} is not emulated")
+    unknown = sorted({k.lower() for k, _ in s.props} - OUTPUT_OPTIONS[plugin])
+    if unknown:
+        raise ConfigError(f"output {plugin}: unknown option(s) {unknown}")
+    if plugin == "s3" and (s.get("compression") or "gzip") != "gzip":
+        raise ConfigError("s3 compression: only gzip is available in every build")
 
 
 def dockerfile_copies(dockerfile: Path) -> dict[str, Path]:

@@ -158,3 +158,11 @@ def test_status_class_script(
     got_code, _, out = fn("app-firelens-1", 1.5, record)
     assert got_code == code
     assert out["status_class"] == expected
+
+
+def test_unknown_output_options_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="log_group_nmae"):
+        pipeline(
+            tmp_path,
+            "[OUTPUT]\n    Name cloudwatch_logs\n    Match *\n    log_group_nmae errors\n",
+        )
