@@ -19,8 +19,6 @@ from components.images import ImageSpec, image_uri
 from components.log_router import LogRouter, LogRouterArgs
 from components.stack_config import StackConfig
 
-DEFAULT_VPC_CIDR = "10.0.0.0/16"
-
 
 def network(cfg: StackConfig, name: str, tags: dict[str, str]) -> Network:
     """The given VPC, or a new one: private subnets (tasks, EFS, ALB) behind NAT, public subnets
@@ -33,7 +31,8 @@ def network(cfg: StackConfig, name: str, tags: dict[str, str]) -> Network:
             private_subnet_ids=cfg.private_subnet_ids,
             public_subnet_ids=cfg.public_subnet_ids or None,
         )
-    cidr = cfg.vpc_cidr_block or DEFAULT_VPC_CIDR
+    cidr = cfg.new_vpc_cidr
+    private_mask, public_mask = cfg.new_vpc_subnet_masks()
     vpc = awsx.ec2.Vpc(
         f"{name}-vpc",
         cidr_block=cidr,
@@ -41,8 +40,8 @@ def network(cfg: StackConfig, name: str, tags: dict[str, str]) -> Network:
         nat_gateways=awsx.ec2.NatGatewayConfigurationArgs(strategy=cfg.nat_gateways),
         subnet_strategy=awsx.ec2.SubnetAllocationStrategy.AUTO,
         subnet_specs=[
-            awsx.ec2.SubnetSpecArgs(type=awsx.ec2.SubnetType.PRIVATE, cidr_mask=20),
-            awsx.ec2.SubnetSpecArgs(type=awsx.ec2.SubnetType.PUBLIC, cidr_mask=24),
+            awsx.ec2.SubnetSpecArgs(type=awsx.ec2.SubnetType.PRIVATE, cidr_mask=private_mask),
+            awsx.ec2.SubnetSpecArgs(type=awsx.ec2.SubnetType.PUBLIC, cidr_mask=public_mask),
         ],
         enable_dns_hostnames=True,  # EFS mount targets are reached by DNS name
         enable_dns_support=True,

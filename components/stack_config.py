@@ -9,6 +9,7 @@ directly.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import types
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from components.ecs_service import (
 from components.fargate_sizes import validate_architecture, validate_fargate_size
 
 NAT_STRATEGIES = ("Single", "OnePerAz")
+DEFAULT_VPC_CIDR = "10.0.0.0/16"
 
 
 def _m(key: str, doc: str) -> dict[str, str]:
@@ -58,8 +60,8 @@ class StackConfig:
         default=None,
         metadata=_m(
             "vpcCidrBlock",
-            "CIDR of a new VPC (default 10.0.0.0/16); with vpcId, the range an internal ALB "
-            "admits (looked up from the VPC when unset).",
+            "CIDR of a new VPC (/16 to /20, default 10.0.0.0/16); with vpcId, the range an "
+            "internal ALB admits (looked up from the VPC when unset).",
         ),
     )
     availability_zones: int = field(
@@ -269,9 +271,31 @@ class StackConfig:
             raise ValueError(f"natGateways {self.nat_gateways!r}: use one of {NAT_STRATEGIES}")
         if self.availability_zones < 2:
             raise ValueError(f"availabilityZones {self.availability_zones}: an ALB needs >= 2")
+        if not self.vpc_id:
+            self.new_vpc_subnet_masks()  # raises on a CIDR too small to split
         self.service_settings().validate()
 
     # -- mapping onto component args --------------------------------------------------------
+    @property
+    def new_vpc_cidr(self) -> str:
+        """CIDR of the VPC this stack creates (when no vpcId is given)."""
+        return self.vpc_cidr_block or DEFAULT_VPC_CIDR
+
+    def new_vpc_subnet_masks(self) -> tuple[int, int]:
+        """(private, public) subnet prefix lengths for a new VPC: private subnets get 1/16 of
+        the range each (room for many tasks' ENIs), public ones 1/256 (NAT gateways, a public
+        ALB), never smaller than AWS's /28."""
+        try:
+            prefix = ipaddress.ip_network(self.new_vpc_cidr).prefixlen
+        except ValueError as err:
+            raise ValueError(f"vpcCidrBlock {self.new_vpc_cidr!r}: {err}") from err
+        if not 16 <= prefix <= 20 or self.availability_zones > 8:
+            raise ValueError(
+                f"vpcCidrBlock {self.new_vpc_cidr}: use a /16 to /20 range for a new VPC "
+                f"(with up to 8 availability zones; got {self.availability_zones})"
+            )
+        return prefix + 4, min(prefix + 8, 28)
+
     @property
     def image_platform(self) -> str:
         """Docker platform matching the task's CPU architecture."""

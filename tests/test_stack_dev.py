@@ -113,7 +113,10 @@ def test_dev_stack_creates_vpc_with_one_nat_gateway() -> None:
     assert vpc["natGateways"] == {"strategy": "Single"}
     assert vpc["numberOfAvailabilityZones"] == 2
     assert vpc["cidrBlock"] == "10.0.0.0/16"
-    assert sorted(s["type"] for s in vpc["subnetSpecs"]) == ["Private", "Public"]
+    assert sorted((s["type"], s["cidrMask"]) for s in vpc["subnetSpecs"]) == [
+        ("Private", 20),
+        ("Public", 24),
+    ]
     assert vpc["enableDnsHostnames"] is True
     # tasks, EFS and the internal ALB live in the new VPC's private subnets
     svc = mocks.one("aws:ecs/service:Service").inputs
@@ -238,6 +241,17 @@ def test_existing_vpc_creates_no_vpc_and_admits_its_cidr() -> None:
     assert mocks.one("aws:lb/targetGroup:TargetGroup").inputs["vpcId"] == "vpc-existing"
 
 
+def test_smaller_new_vpc_gets_smaller_subnets() -> None:
+    mocks, _ = run_stack(DEV, {"vpcCidrBlock": "10.1.0.0/20"})
+    vpc = mocks.one("awsx:ec2:Vpc").inputs
+    assert vpc["cidrBlock"] == "10.1.0.0/20"
+    assert sorted(s["cidrMask"] for s in vpc["subnetSpecs"]) == [24, 28]
+    alb_in = mocks.one(
+        "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule", f"{NAME}-alb-in-80"
+    )
+    assert alb_in.inputs["cidrIpv4"] == "10.1.0.0/20"
+
+
 def test_public_https_stack() -> None:
     cert = f"arn:aws:acm:us-east-1:{ACCOUNT}:certificate/abc"
     mocks, exports = run_stack(DEV, {"publicLoadBalancer": True, "certificateArn": cert})
@@ -264,6 +278,8 @@ def test_public_https_stack() -> None:
         ({"stopTimeoutSeconds": 20}, "longer than the graceful shutdown"),
         ({"desiredCount": 5}, "desired count 5 is outside"),
         ({"tags": ["a"]}, "config tags: expected a dict"),
+        ({"vpcCidrBlock": "10.0.0.0/24"}, "use a /16 to /20 range"),
+        ({"vpcCidrBlock": "10.0.0.0/33"}, "vpcCidrBlock '10.0.0.0/33'"),
     ],
 )
 def test_bad_config_fails_before_any_resource(overrides: dict[str, Any], message: str) -> None:
