@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import logging
 import sys
+from datetime import UTC, datetime
+from typing import Any
 
 from pythonjsonlogger.json import JsonFormatter
 
@@ -20,9 +22,22 @@ ACCESS_LOGGER = "service.access"
 _RENAMED = {"levelname": "level", "name": "logger"}
 
 
+class _Formatter(JsonFormatter):
+    """Always six fractional digits in ``time``: ``isoformat()`` drops them when they are zero,
+    and the log router's time parser expects a fixed format."""
+
+    def add_fields(
+        self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]
+    ) -> None:
+        super().add_fields(log_data, record, message_dict)
+        log_data["time"] = datetime.fromtimestamp(record.created, tz=UTC).isoformat(
+            timespec="microseconds"
+        )
+
+
 def json_formatter() -> logging.Formatter:
     """The formatter used for every handler of the service."""
-    return JsonFormatter(
+    return _Formatter(
         "{levelname}{name}{message}",
         style="{",
         rename_fields=_RENAMED,

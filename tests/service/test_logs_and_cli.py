@@ -97,3 +97,13 @@ def test_python_dash_m_service_help() -> None:
         [sys.executable, "-m", "service", "--help"], capture_output=True, text=True, check=True
     ).stdout
     assert "--model-dir" in out and "--host" in out and "--port" in out
+
+
+def test_time_always_has_microseconds(captured: io.StringIO) -> None:
+    record = logging.LogRecord(
+        "service.test", logging.INFO, __file__, 1, "on the second", None, None
+    )
+    record.created = 1_700_000_000.0  # isoformat() would drop a zero fraction
+    logging.getLogger("service.test").handle(record)
+    (doc,) = _records(captured)
+    assert doc["time"] == "2023-11-14T22:13:20.000000+00:00"
