@@ -252,6 +252,15 @@ def test_smaller_new_vpc_gets_smaller_subnets() -> None:
     assert alb_in.inputs["cidrIpv4"] == "10.1.0.0/20"
 
 
+def test_scaling_on_cpu_only_and_fixed_count() -> None:
+    mocks, _ = run_stack(DEV, {"requestsPerTarget": 0})
+    policies = [p.name for p in mocks.of_type("aws:appautoscaling/policy:Policy")]
+    assert policies == [f"{NAME}-scale-cpu"]
+    mocks, _ = run_stack(DEV, {"autoscaling": False, "desiredCount": 4})
+    assert mocks.of_type("aws:appautoscaling/target:Target") == []
+    assert mocks.one("aws:ecs/service:Service").inputs["desiredCount"] == 4
+
+
 def test_public_https_stack() -> None:
     cert = f"arn:aws:acm:us-east-1:{ACCOUNT}:certificate/abc"
     mocks, exports = run_stack(DEV, {"publicLoadBalancer": True, "certificateArn": cert})

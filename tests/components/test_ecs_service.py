@@ -14,6 +14,7 @@ import pytest
 
 from components.ecs_service import (
     Autoscaling,
+    ContainerHealthCheck,
     HealthCheck,
     InferenceService,
     InferenceServiceArgs,
@@ -613,6 +614,20 @@ def test_email_subscription_when_configured() -> None:
         ),
         (ServiceSettings(log_level="verbose"), "log level 'verbose'"),
         (ServiceSettings(health_check_grace_period_s=-1), "grace period -1s"),
+        (ServiceSettings(health_check=HealthCheck(unhealthy_threshold=1)), "unhealthy threshold 1"),
+        (
+            ServiceSettings(container_health_check=ContainerHealthCheck(timeout_s=90)),
+            "container health check",
+        ),
+        (
+            ServiceSettings(container_health_check=ContainerHealthCheck(start_period_s=400)),
+            "start period 0-300",
+        ),
+        (
+            ServiceSettings(autoscaling=Autoscaling(requests_per_target=0)),
+            "requests per target 0",
+        ),
+        (ServiceSettings(autoscaling=None, desired_count=-1), "desired count -1: must be >= 0"),
     ],
 )
 def test_invalid_settings_fail_before_any_resource(settings: ServiceSettings, message: str) -> None:
