@@ -117,8 +117,9 @@ def _run_wrapper(values: dict[str, float], demands: list[Demand], **kwargs: Any)
     mocks.call_handlers[QUOTA_TOKEN] = _quota_handler(values)
     # RecordingMocks.call answers (outputs, None); pulumi's mock monitor iterates the second
     # item of a tuple, so answer a bare dict (which it accepts) for this test's invokes.
-    recording_call = type(mocks).call
-    mocks.call = lambda args: recording_call(mocks, args)[0]  # type: ignore[method-assign]
+    original = mocks.call
+    patch = pytest.MonkeyPatch()
+    patch.setattr(mocks, "call", lambda args: _first(original(args)))
     box: dict[str, Any] = {}
 
     @pulumi.runtime.test
@@ -128,8 +129,12 @@ def _run_wrapper(values: dict[str, float], demands: list[Demand], **kwargs: Any)
     try:
         program()
     finally:
-        del mocks.call  # back to the class method for the other tests
+        patch.undo()
     return box["result"], mocks
+
+
+def _first(answer: Any) -> Any:
+    return answer[0] if isinstance(answer, tuple) else answer
 
 
 def test_wrapper_reads_only_needed_quotas_and_fits() -> None:
