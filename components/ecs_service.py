@@ -222,6 +222,11 @@ class LoadBalancerOptions:
     idle_timeout_s: int = 60
     deletion_protection: bool = False
 
+    def validate(self) -> None:
+        """ALB idle timeout range."""
+        if not 1 <= self.idle_timeout_s <= 4000:
+            raise ValueError(f"ALB idle timeout {self.idle_timeout_s}s: use 1-4000 seconds")
+
     @property
     def listener_ports(self) -> list[int]:
         """Ports the ALB listens on, so its security group opens exactly these."""
@@ -305,6 +310,7 @@ class ServiceSettings:
         """Fail at preview time, naming the bad value and what is accepted."""
         self.health_check.validate()
         self.container_health_check.validate()
+        self.load_balancer.validate()
         if self.autoscaling is not None:
             self.autoscaling.validate(self.desired_count)
         elif self.desired_count < 0:

@@ -183,6 +183,14 @@ class StackConfig:
     access_logs_prefix: str | None = field(
         default=None, metadata=_m("accessLogsPrefix", "Key prefix for ALB access logs.")
     )
+    idle_timeout: int = field(
+        default=60,
+        metadata=_m("idleTimeoutSeconds", "ALB idle timeout; raise it for long inferences."),
+    )
+    deletion_protection: bool = field(
+        default=False,
+        metadata=_m("loadBalancerDeletionProtection", "ALB deletion protection (prod: true)."),
+    )
     health_check_interval: int = field(
         default=5, metadata=_m("healthCheckIntervalSeconds", "Target group health check interval.")
     )
@@ -321,6 +329,8 @@ class StackConfig:
                 certificate_arn=self.certificate_arn,
                 access_logs_bucket=self.access_logs_bucket,
                 access_logs_prefix=self.access_logs_prefix,
+                idle_timeout_s=self.idle_timeout,
+                deletion_protection=self.deletion_protection,
             ),
             health_check=HealthCheck(
                 interval_s=self.health_check_interval,

@@ -261,6 +261,12 @@ def test_scaling_on_cpu_only_and_fixed_count() -> None:
     assert mocks.one("aws:ecs/service:Service").inputs["desiredCount"] == 4
 
 
+def test_load_balancer_idle_timeout_and_deletion_protection() -> None:
+    mocks, _ = run_stack(DEV, {"idleTimeoutSeconds": 300, "loadBalancerDeletionProtection": True})
+    alb = mocks.one("aws:lb/loadBalancer:LoadBalancer").inputs
+    assert (alb["idleTimeout"], alb["enableDeletionProtection"]) == (300, True)
+
+
 def test_public_https_stack() -> None:
     cert = f"arn:aws:acm:us-east-1:{ACCOUNT}:certificate/abc"
     mocks, exports = run_stack(DEV, {"publicLoadBalancer": True, "certificateArn": cert})

@@ -126,6 +126,15 @@ def sg_id(mocks: RecordingMocks, name: str) -> str:
     return f"{name}-id"
 
 
+def test_children_follow_the_naming_convention() -> None:
+    """Every resource the component creates is named ``svc-<role>`` (the collaborators' own
+    children keep their names; the EFS rule is named after the service)."""
+    mocks, _ = deploy()
+    ours = [r.name for r in mocks.resources if not r.name.startswith(("models", "logs"))]
+    assert ours and all(n == "svc" or n.startswith("svc-") for n in ours), ours
+    assert "models-nfs-from-svc-tasks" in [r.name for r in mocks.resources]
+
+
 # -- task definition -------------------------------------------------------------------------
 def test_task_definition_is_awsvpc_with_efs_volume_roles_and_fargate_size() -> None:
     mocks, _ = deploy()
@@ -371,6 +380,8 @@ def test_internal_alb_target_group_and_http_listener() -> None:
     assert alb["subnets"] == ["subnet-priv-a", "subnet-priv-b"]
     assert alb["dropInvalidHeaderFields"] is True
     assert "accessLogs" not in alb
+    assert alb["idleTimeout"] == 60
+    assert alb["enableDeletionProtection"] is False
     tg = mocks.one("aws:lb/targetGroup:TargetGroup").inputs
     assert (tg["targetType"], tg["port"], tg["protocol"], tg["vpcId"]) == (
         "ip",
@@ -628,6 +639,10 @@ def test_email_subscription_when_configured() -> None:
             "requests per target 0",
         ),
         (ServiceSettings(autoscaling=None, desired_count=-1), "desired count -1: must be >= 0"),
+        (
+            ServiceSettings(load_balancer=LoadBalancerOptions(idle_timeout_s=0)),
+            "ALB idle timeout 0s",
+        ),
     ],
 )
 def test_invalid_settings_fail_before_any_resource(settings: ServiceSettings, message: str) -> None:
