@@ -1,16 +1,20 @@
 """Checksums: hashing files, reading published SHA-256 manifests, comparing digests.
 
-S3's ETag is the MD5 of the object only for single-part uploads without SSE-KMS/SSE-C; for
-everything else the publisher relies on a SHA-256 published next to the file (``<file>.sha256``
-or a ``SHA256SUMS`` file in the version folder, as written by ``sha256sum``).
+S3's ETag is the MD5 of the object only for single-part uploads without SSE-KMS/SSE-C. S3 also
+keeps full-object checksums (CRC64NVME by default since 2025, or the one the uploader chose),
+which are used when present. For everything else the publisher relies on a SHA-256 published
+next to the file (``<file>.sha256`` or ``SHA256SUMS`` in the version folder, as written by
+``sha256sum``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Mapping
+import zlib
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
+from typing import Protocol
 
 from service.sync_errors import VerificationError
 
@@ -20,9 +24,51 @@ _CHUNK = 1024 * 1024
 _HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
 
 
+class Hasher(Protocol):
+    def update(self, data: bytes, /) -> None: ...
+    def hexdigest(self) -> str: ...
+
+
+class _Crc:
+    """A CRC in hashlib's shape, hex-encoded big-endian like S3's base64 checksums."""
+
+    def __init__(self, step: Callable[[bytes, int], int], width: int) -> None:
+        self._step = step
+        self._width = width
+        self._value = 0
+
+    def update(self, data: bytes, /) -> None:
+        self._value = self._step(data, self._value)
+
+    def hexdigest(self) -> str:
+        return self._value.to_bytes(self._width, "big").hex()
+
+
+def _crc_factories() -> dict[str, Callable[[], Hasher]]:
+    """CRC32 always; CRC32C and CRC64NVME (S3's default) when awscrt is installed."""
+    factories: dict[str, Callable[[], Hasher]] = {"crc32": lambda: _Crc(zlib.crc32, 4)}
+    try:
+        from awscrt import checksums
+    except ImportError:
+        return factories
+    factories["crc32c"] = lambda: _Crc(checksums.crc32c, 4)
+    factories["crc64nvme"] = lambda: _Crc(checksums.crc64nvme, 8)
+    return factories
+
+
+_CRC = _crc_factories()
+SUPPORTED = frozenset({"md5", "sha1", "sha256", *_CRC})
+
+
+def new_hasher(name: str) -> Hasher:
+    """A hasher for a hashlib name or one of the CRCs S3 reports."""
+    factory = _CRC.get(name)
+    return factory() if factory else hashlib.new(name)
+
+
 def file_digests(path: Path, algorithms: Iterable[str] = ("sha256",)) -> dict[str, str]:
     """Hex digests of ``path`` for each algorithm, in one read of the file."""
-    hashers = {name: hashlib.new(name) for name in algorithms}
+    hashers = {name: new_hasher(name) for name in algorithms}
     with path.open("rb") as fh:
         while chunk := fh.read(_CHUNK):
             for h in hashers.values():

@@ -23,14 +23,25 @@ from typing import Any, Protocol
 from urllib.parse import urlparse
 
 import boto3
+from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
-from service.sync_checksum import file_digests
+from service.sync_checksum import SUPPORTED, file_digests
 from service.sync_errors import SourceError, UsageError
 
 ProgressFn = Callable[[int], None]
 _CHUNK = 1024 * 1024
 _KMS = {"aws:kms", "aws:kms:dsse"}
+_S3_CHECKSUMS = (
+    ("ChecksumSHA256", "sha256"),
+    ("ChecksumSHA1", "sha1"),
+    ("ChecksumCRC64NVME", "crc64nvme"),
+    ("ChecksumCRC32C", "crc32c"),
+    ("ChecksumCRC32", "crc32"),
+)
+# The classic transfer manager everywhere: the CRT one (picked on some instance types) would
+# behave differently from what is tested.
+_TRANSFER = TransferConfig(preferred_transfer_client="classic")
 
 
 @dataclass(frozen=True)
@@ -181,7 +192,9 @@ class S3Source:
 
     def fetch(self, item: SourceFile, dest: Path, progress: ProgressFn) -> dict[str, str]:
         try:
-            self._client.download_file(self.bucket, item.ref, str(dest), Callback=progress)
+            self._client.download_file(
+                self.bucket, item.ref, str(dest), Callback=progress, Config=_TRANSFER
+            )
         except (ClientError, BotoCoreError) as exc:
             url = f"s3://{self.bucket}/{item.ref}"
             msg = _explain(exc, f"downloading {url}", self.bucket, self.prefix)
@@ -189,7 +202,7 @@ class S3Source:
         return {}
 
     def expected(self, item: SourceFile) -> dict[str, str]:
-        """MD5 from a single-part ETag, SHA-256 from a full-object ChecksumSHA256."""
+        """MD5 from a single-part ETag, plus every full-object checksum S3 keeps for it."""
         try:
             head = self._client.head_object(
                 Bucket=self.bucket, Key=item.ref, ChecksumMode="ENABLED"
@@ -199,11 +212,13 @@ class S3Source:
             msg = _explain(exc, f"reading metadata of {url}", self.bucket, self.prefix)
             raise SourceError(msg) from exc
         digests: dict[str, str] = {}
-        sha_b64 = head.get("ChecksumSHA256") or ""
         full_object = head.get("ChecksumType", "FULL_OBJECT") == "FULL_OBJECT"
-        if sha_b64 and "-" not in sha_b64 and full_object:
-            with contextlib.suppress(binascii.Error, ValueError):
-                digests["sha256"] = base64.b64decode(sha_b64, validate=True).hex()
+        for header, algorithm in _S3_CHECKSUMS:
+            value = head.get(header) or ""
+            # composite checksums of multipart uploads ("...-N") are not of the whole file
+            if value and "-" not in value and full_object and algorithm in SUPPORTED:
+                with contextlib.suppress(binascii.Error, ValueError):
+                    digests[algorithm] = base64.b64decode(value, validate=True).hex()
         etag = (head.get("ETag") or item.etag or "").strip('"')
         encrypted = head.get("ServerSideEncryption") in _KMS or head.get("SSECustomerAlgorithm")
         if etag and "-" not in etag and not encrypted and len(etag) == 32:

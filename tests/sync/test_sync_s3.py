@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from botocore.stub import Stubber
 
+from service.sync_checksum import SUPPORTED
 from service.sync_repo import repository_lock
 from tests.sync.conftest import (
     BUCKET,
@@ -131,10 +132,36 @@ def test_tampered_published_checksum_leaves_nothing_visible(
     assert hidden_leftovers(dest) == []
 
 
+CORRUPTION_CASES: list[tuple[dict[str, str], str]] = [
+    ({}, "md5"),  # single-part upload, no S3 checksum: the ETag is the MD5
+    ({"ChecksumAlgorithm": "CRC32"}, "crc32"),
+    ({"ChecksumAlgorithm": "SHA256"}, "sha256"),
+    ({"ChecksumAlgorithm": "SHA256", "SSEKMSKeyId": "kms"}, "sha256"),  # ETag not an MD5
+]
+if "crc64nvme" in SUPPORTED:  # S3's default checksum; needs awscrt (boto3[crt]) to compute
+    CORRUPTION_CASES.append(({"ChecksumAlgorithm": "CRC64NVME"}, "crc64nvme"))
+
+
+@pytest.mark.parametrize(("upload", "caught_by"), CORRUPTION_CASES)
 def test_bytes_corrupted_in_transit_are_rejected(
-    s3: Any, dest: Path, monkeypatch: pytest.MonkeyPatch
+    s3: Any,
+    dest: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    upload: dict[str, str],
+    caught_by: str,
 ) -> None:
-    put(s3, "resnet/1/model.onnx", onnx_model(1))
+    import boto3
+    from botocore.config import Config
+
+    uploader = boto3.client(
+        "s3", region_name="eu-west-1", config=Config(request_checksum_calculation="when_required")
+    )
+    if "SSEKMSKeyId" in upload:
+        key = boto3.client("kms", region_name="eu-west-1").create_key()["KeyMetadata"]["KeyId"]
+        upload = {**upload, "SSEKMSKeyId": key, "ServerSideEncryption": "aws:kms"}
+    uploader.put_object(
+        Bucket=BUCKET, Key=f"{PREFIX}/resnet/1/model.onnx", Body=onnx_model(1), **upload
+    )
     real_download = s3.download_file
 
     def flip_one_byte(bucket: str, key: str, filename: str, **kwargs: Any) -> None:
@@ -147,7 +174,7 @@ def test_bytes_corrupted_in_transit_are_rejected(
     result = run_sync("--source", SOURCE, "--dest", str(dest), s3=s3)
 
     assert result.code == 4, result.out
-    assert "checksum mismatch for resnet/1/model.onnx: md5" in result.out
+    assert f"checksum mismatch for resnet/1/model.onnx: {caught_by} expected" in result.out
     assert visible(dest) == {}
     assert hidden_leftovers(dest) == []
 

@@ -6,13 +6,14 @@ import base64
 import hashlib
 import io
 import logging
+import zlib
 from pathlib import Path
 from typing import Any
 
 import pytest
 from rich.console import Console
 
-from service.sync_checksum import parse_sums, published_sha256, verify
+from service.sync_checksum import SUPPORTED, file_digests, parse_sums, published_sha256, verify
 from service.sync_errors import VerificationError
 from service.sync_repo import retention_victims
 from service.sync_sources import S3Source, SourceFile
@@ -35,6 +36,25 @@ def test_sidecar_and_sums_must_agree() -> None:
     manifests = {"SHA256SUMS": f"{HEX}  model.onnx\n", "model.onnx.sha256": "cd" * 32}
     with pytest.raises(VerificationError, match="disagree"):
         published_sha256(manifests, "s3://b/m/1")
+
+
+@pytest.mark.parametrize("algorithm", sorted(SUPPORTED))
+def test_every_supported_digest_matches_itself_and_not_a_change(
+    tmp_path: Path, algorithm: str
+) -> None:
+    path = tmp_path / "f"
+    path.write_bytes(b"model bytes" * 1000)
+    good = file_digests(path, [algorithm])
+    verify(path, good, "f")
+    path.write_bytes(b"model bytez" * 1000)
+    with pytest.raises(VerificationError, match=f"f: {algorithm} expected"):
+        verify(path, good, "f")
+
+
+def test_crc32_matches_s3s_encoding(tmp_path: Path) -> None:
+    path = tmp_path / "f"
+    path.write_bytes(b"data")
+    assert file_digests(path, ["crc32"]) == {"crc32": CRC32.hex()}
 
 
 def test_verify_detects_a_flipped_byte(tmp_path: Path) -> None:
@@ -60,6 +80,7 @@ class FakeS3:
 
 SHA = hashlib.sha256(b"data").digest()
 MD5 = hashlib.md5(b"data").hexdigest()
+CRC32 = zlib.crc32(b"data").to_bytes(4, "big")
 
 
 @pytest.mark.parametrize(
@@ -79,6 +100,14 @@ MD5 = hashlib.md5(b"data").hexdigest()
                 "ChecksumType": "COMPOSITE",
             },
             {},
+        ),
+        (
+            {
+                "ETag": f'"{MD5}-3"',
+                "ChecksumCRC32": base64.b64encode(CRC32).decode(),
+                "ChecksumType": "FULL_OBJECT",
+            },
+            {"crc32": CRC32.hex()},
         ),
     ],
 )
