@@ -25,6 +25,7 @@ class TaskArn:
 
     @classmethod
     def parse(cls, arn: str) -> TaskArn:
+        """Split a task ARN; raises ValueError for anything else."""
         parts = arn.split(":", 5)
         if len(parts) != 6 or parts[2] != "ecs" or not parts[5].startswith("task/"):
             raise ValueError(f"not an ECS task ARN: {arn!r}")
@@ -33,6 +34,7 @@ class TaskArn:
         return cls(parts[1], parts[3], parts[4], cluster, resource[-1])
 
     def host(self) -> str:
+        """The console's base URL for the ARN's partition and region."""
         return f"https://{self.region}.{_CONSOLE.get(self.partition, _CONSOLE['aws'])}"
 
 

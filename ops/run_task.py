@@ -178,6 +178,7 @@ class StatusLine:
             self._live.stop()
 
     def __call__(self, task: dict[str, Any] | None, elapsed: float) -> None:
+        """Called after every DescribeTasks poll (``task`` is None while ECS says MISSING)."""
         state = task.get("lastStatus", "UNKNOWN") if task else "MISSING"
         desired = task.get("desiredStatus", "?") if task else "?"
         if self._live is not None:

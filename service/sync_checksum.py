@@ -25,6 +25,8 @@ _HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
 
 
 class Hasher(Protocol):
+    """The part of hashlib's interface the publisher uses."""
+
     def update(self, data: bytes, /) -> None: ...
     def hexdigest(self) -> str: ...
 

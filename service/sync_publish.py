@@ -53,6 +53,7 @@ class ModelPlan:
 
     @property
     def idle(self) -> bool:
+        """Nothing to do for this model."""
         return not (self.copy or self.extras or self.delete)
 
 
@@ -69,6 +70,7 @@ class SyncReport:
 
     @property
     def exit_code(self) -> int:
+        """0, or the exit code of the first failure."""
         return self.failures[0].exit_code if self.failures else 0
 
 

@@ -77,7 +77,9 @@ class Source(Protocol):
 
     url: str
 
-    def scan(self) -> list[SourceModel]: ...
+    def scan(self) -> list[SourceModel]:
+        """Every model folder with at least one numeric version."""
+        ...
 
     def fetch(self, item: SourceFile, dest: Path, progress: ProgressFn) -> dict[str, str]:
         """Copy ``item`` to ``dest``; return digests of the bytes *read from the source*."""
@@ -92,7 +94,9 @@ def _hidden(name: str) -> bool:
     return name.startswith(".")
 
 
-def _add(models: dict[str, SourceModel], parts: list[str], item_of: Callable[[str], SourceFile]):
+def _add(
+    models: dict[str, SourceModel], parts: list[str], item_of: Callable[[str], SourceFile]
+) -> None:
     """Place one file, given as path parts below the root, into the scanned tree."""
     if len(parts) < 2 or any(_hidden(p) for p in parts):
         return
@@ -119,6 +123,7 @@ class LocalSource:
         self.url = str(root)
 
     def scan(self) -> list[SourceModel]:
+        """Walk the folder (hidden names skipped)."""
         if not self.root.is_dir():
             raise SourceError(f"source folder {self.root} does not exist or is not a folder")
         models: dict[str, SourceModel] = {}
@@ -131,6 +136,7 @@ class LocalSource:
         return _prune(models)
 
     def fetch(self, item: SourceFile, dest: Path, progress: ProgressFn) -> dict[str, str]:
+        """Copy in chunks, hashing what is read, so a file changed mid-copy is caught."""
         sha = hashlib.sha256()
         try:
             with open(item.ref, "rb") as src, dest.open("wb") as out:
@@ -170,6 +176,7 @@ class S3Source:
             yield from page.get("Contents", [])
 
     def scan(self) -> list[SourceModel]:
+        """List every key under the prefix (paginated)."""
         models: dict[str, SourceModel] = {}
         base = self._key_prefix()
         try:
@@ -191,6 +198,7 @@ class S3Source:
         return _prune(models)
 
     def fetch(self, item: SourceFile, dest: Path, progress: ProgressFn) -> dict[str, str]:
+        """Managed download (ranged, parallel for big files); checked afterwards by digest."""
         try:
             self._client.download_file(
                 self.bucket, item.ref, str(dest), Callback=progress, Config=_TRANSFER
