@@ -112,6 +112,13 @@ def plan_model(source: Source, model: SourceModel, dest: Path, keep: int) -> Mod
     return ModelPlan(model, present, copy, extras, delete)
 
 
+def _staging(parent: Path, label: str, what: str) -> Path:
+    try:
+        return staging_dir(parent, label)
+    except OSError as exc:
+        raise DestinationError(f"cannot stage {what} in {parent}: {exc}") from exc
+
+
 class Publisher:
     """Carries out plans against one destination repository."""
 
@@ -187,8 +194,8 @@ class Publisher:
 
     def publish_version(self, version: SourceVersion, model_dir: Path) -> None:
         """Stage, verify, load and reveal one version; on any failure remove the staging."""
-        staged = staging_dir(model_dir, str(version.version))
         label = f"{version.model}/{version.version}"
+        staged = _staging(model_dir, str(version.version), label)
         try:
             try:
                 self._fill(version, staged)
@@ -230,7 +237,7 @@ class Publisher:
         model = plan.source
         final_dir = self.dest / model.name
         new = not final_dir.exists()
-        work_dir = staging_dir(self.dest, f"model-{model.name}") if new else final_dir
+        work_dir = _staging(self.dest, f"model-{model.name}", model.name) if new else final_dir
         failed: list[SyncError] = []
         published: list[int] = []
         updated: list[str] = []

@@ -77,3 +77,39 @@ def test_missing_local_folder_is_a_source_error(tmp_path: Path, dest: Path) -> N
     result = run_sync("--source", str(tmp_path / "nope"), "--dest", str(dest))
     assert result.code == 3, result.out
     assert "does not exist" in result.out
+
+
+def test_disk_full_mid_copy_is_a_destination_error(
+    source: Path, dest: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    def no_space(self: LocalSource, item, path: Path, progress) -> dict[str, str]:  # type: ignore[no-untyped-def]
+        path.write_bytes(b"\0" * 10)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(LocalSource, "fetch", no_space)
+    result = run_sync("--source", str(source), "--dest", str(dest))
+
+    assert result.code == 6, result.out
+    assert "No space left on device" in result.out
+    assert visible(dest) == {}
+    assert hidden_leftovers(dest) == []
+
+
+def test_staging_failure_is_a_destination_error(
+    source: Path, dest: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    import service.sync_publish as publish
+
+    def read_only(parent: Path, label: str) -> Path:
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(publish, "staging_dir", read_only)
+    result = run_sync("--source", str(source), "--dest", str(dest))
+
+    assert result.code == 6, result.out
+    assert "Read-only file system" in result.out
+    assert visible(dest) == {}
