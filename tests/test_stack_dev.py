@@ -18,7 +18,6 @@ import yaml
 
 from components.stack_config import StackConfig, config_rows, unknown_keys
 from tests import pulumi_mocks
-from tests.components.test_ecs_service import answer_dict
 from tests.ecs_schema import assert_valid_container_definitions
 from tests.pulumi_mocks import ACCOUNT, RecordingMocks, run
 
@@ -39,11 +38,11 @@ AWSX_OUTPUTS: dict[str, dict[str, Any]] = {
 
 @pytest.fixture(scope="module", autouse=True)
 def _mock_fixes() -> Iterator[None]:
-    """Invokes answer a bare dict (see test_ecs_service); awsx components, opaque under mocks,
-    get the outputs their real implementation computes; aws.ec2.getVpc answers a CIDR."""
+    """awsx components, opaque under mocks, get the outputs their real implementation computes;
+    aws.ec2.getVpc answers a CIDR."""
     mocks = pulumi_mocks.MOCKS
     original_new = mocks.new_resource
-    original_call = answer_dict(mocks.call)
+    original_call = mocks.call
 
     def new_resource(args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
         resource_id, outputs = original_new(args)

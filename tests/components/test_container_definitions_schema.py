@@ -8,7 +8,6 @@ something.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import pytest
 
@@ -19,20 +18,12 @@ from components.ecs_service import (
     app_container_definition,
 )
 from components.fargate_service import fargate_placement
-from tests import pulumi_mocks
-from tests.components.test_ecs_service import answer_dict, deploy, service_args
+from tests.components.test_ecs_service import deploy, service_args
 from tests.ecs_schema import (
     assert_valid_container_definitions,
     container_definition_errors,
     ecs_shape,
 )
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _answer_invokes() -> Iterator[None]:
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(pulumi_mocks.MOCKS, "call", answer_dict(pulumi_mocks.MOCKS.call))
-        yield
 
 
 # -- the checker -------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -27,7 +27,6 @@ from components.ecs_service import (
 from components.efs_model_store import EfsModelStore, EfsModelStoreArgs
 from components.fargate_service import fargate_placement
 from components.log_router import LogRouter, LogRouterArgs
-from tests import pulumi_mocks
 from tests.ecs_schema import assert_valid_container_definitions
 from tests.pulumi_mocks import Recorded, RecordingMocks, run
 
@@ -43,25 +42,6 @@ NETWORK = Network(
 )
 EFS_SG = "models-sg-id"
 ROUTER_LOG_GROUP = "/ecs/onnx-ecs-serving/test/logs/log-router"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _answer_invokes() -> Iterator[None]:
-    """``RecordingMocks.call`` answers ``(result, None)``, which this Pulumi version rejects
-    (it iterates the second item as check failures); answer the dict alone in this module."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(pulumi_mocks.MOCKS, "call", answer_dict(pulumi_mocks.MOCKS.call))
-        yield
-
-
-def answer_dict(original: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    """Wrap a mocks ``call`` so it returns the outputs dict only (see _answer_invokes)."""
-
-    def call(args: pulumi.runtime.MockCallArgs) -> Any:
-        answer = original(args)
-        return answer[0] if isinstance(answer, tuple) else answer
-
-    return call
 
 
 def service_args(**overrides: Any) -> Callable[[], InferenceServiceArgs]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -20,21 +19,13 @@ from components.fargate_service import (
 from components.fargate_sizes import FARGATE_MEMORY_BY_CPU, validate_fargate_size
 from components.log_router import LogRouter, LogRouterArgs
 from tests import pulumi_mocks
-from tests.components.test_ecs_service import APP_IMAGE, NETWORK, ROUTER_IMAGE, answer_dict
+from tests.components.test_ecs_service import APP_IMAGE, NETWORK, ROUTER_IMAGE
 from tests.ecs_schema import assert_valid_container_definitions
 from tests.pulumi_mocks import ACCOUNT, RecordingMocks, run
 
 SERVICE = "aws:ecs/service:Service"
 TASK = "aws:ecs/taskDefinition:TaskDefinition"
 CLUSTER = "aws:ecs/cluster:Cluster"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _answer_invokes() -> Iterator[None]:
-    """See tests/components/test_ecs_service.py: invokes must answer a bare dict."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(pulumi_mocks.MOCKS, "call", answer_dict(pulumi_mocks.MOCKS.call))
-        yield
 
 
 def deploy(**overrides: Any) -> RecordingMocks:
