@@ -127,4 +127,4 @@ def test_aws_access_is_oidc_only() -> None:
         assert "aws-access-key-id" not in text and "AWS_SECRET_ACCESS_KEY" not in text
         for step in steps(load(path)):
             if "configure-aws-credentials" in str(step.get("uses", "")):
-                assert step["with"]["role-to-assume"].startswith("${{ vars.AWS_")
+                assert step["with"]["role-to-assume"].startswith("${{ vars"), path.name
