@@ -29,8 +29,6 @@ VPC_CIDR = "10.42.0.0/16"
 AWSX_OUTPUTS: dict[str, dict[str, Any]] = {
     "awsx:ec2:Vpc": {
         "vpcId": "vpc-new",
-        "privateSubnetIds": ["subnet-p1", "subnet-p2"],
-        "publicSubnetIds": ["subnet-u1", "subnet-u2"],
     },
     "awsx:ecr:Repository": {"url": f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/repo"},
 }
@@ -53,7 +51,12 @@ def _mock_fixes() -> Iterator[None]:
         if args.typ == "awsx:ecr:Image":
             image = f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/{args.name}@sha256:0"
             return resource_id, {"imageUri": image}
-        return resource_id, dict(AWSX_OUTPUTS.get(args.typ, {}))
+        outputs = dict(AWSX_OUTPUTS.get(args.typ, {}))
+        if args.typ == "awsx:ec2:Vpc":  # one private and one public subnet per AZ
+            zones = range(1, int(args.inputs.get("numberOfAvailabilityZones", 2)) + 1)
+            outputs["privateSubnetIds"] = [f"subnet-p{i}" for i in zones]
+            outputs["publicSubnetIds"] = [f"subnet-u{i}" for i in zones]
+        return resource_id, outputs
 
     def call(args: pulumi.runtime.MockCallArgs) -> Any:
         if args.token == "aws:ec2/getVpc:getVpc":
@@ -238,6 +241,13 @@ def test_existing_vpc_creates_no_vpc_and_admits_its_cidr() -> None:
     ]
     assert [r["cidrIpv4"] for r in alb_in] == [VPC_CIDR]
     assert mocks.one("aws:lb/targetGroup:TargetGroup").inputs["vpcId"] == "vpc-existing"
+
+
+def test_three_zones_get_three_mount_targets_and_subnets() -> None:
+    mocks, exports = run_stack(DEV, {"availabilityZones": 3})
+    assert mocks.one("awsx:ec2:Vpc").inputs["numberOfAvailabilityZones"] == 3
+    assert len(mocks.of_type("aws:efs/mountTarget:MountTarget")) == 3
+    assert exports["privateSubnetIds"] == ["subnet-p1", "subnet-p2", "subnet-p3"]
 
 
 def test_smaller_new_vpc_gets_smaller_subnets() -> None:
