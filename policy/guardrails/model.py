@@ -70,8 +70,8 @@ class StackResource:
 
     ``identities`` are the strings other resources use to point at this one (its id, ARN,
     bucket name, ...); ``dependencies`` maps a property name to the URNs of the resources that
-    property was computed from. During preview the values are often unknown but the
-    dependencies are not, so rules match on both (see ``refers_to``).
+    property was computed from, ``depends_on`` lists them all. During preview the values are
+    often unknown but the dependencies are not, so rules match on both (see ``refers_to``).
     """
 
     type_: str
@@ -80,6 +80,7 @@ class StackResource:
     urn: str = ""
     identities: frozenset[str] = frozenset()
     dependencies: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    depends_on: Sequence[str] = ()  # URNs of every resource this one depends on
 
 
 ResourceCheck = Callable[[str, Mapping[str, Any], Mapping[str, Any]], list[str]]
@@ -164,11 +165,15 @@ def refers_to(source: StackResource, target: StackResource, prop: str | None = N
     """Whether ``source`` points at ``target`` through ``prop`` (or any property if None):
     by a recorded dependency on target's URN, or by a value equal to one of its identities."""
     props = source.props if prop is None else {prop: source.props.get(prop)}
-    deps = (
-        [urn for urns in source.dependencies.values() for urn in urns]
-        if prop is None
-        else list(source.dependencies.get(prop, ()))
-    )
+    if prop is None:
+        deps = [urn for urns in source.dependencies.values() for urn in urns]
+    elif prop in source.dependencies:
+        deps = list(source.dependencies[prop])
+    elif is_unknown(source.props.get(prop)):
+        # An engine that sends no per-property dependencies: any dependency may be the one.
+        deps = list(source.depends_on)
+    else:
+        deps = []
     if target.urn and target.urn in deps:
         return True
     return contains_string(props, target.identities)

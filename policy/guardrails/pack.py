@@ -84,6 +84,7 @@ def stack_resource(resource: Any) -> StackResource:
             prop: tuple(dep.urn for dep in deps)
             for prop, deps in resource.property_dependencies.items()
         },
+        depends_on=tuple(dep.urn for dep in resource.dependencies),
     )
 
 

@@ -154,6 +154,20 @@ def test_preview_matches_by_dependency_when_ids_are_unknown() -> None:
     assert network.no_world_ingress([group, rule]) != []  # same, with no load balancer
 
 
+def test_without_property_dependencies_any_dependency_of_an_unknown_reference_counts() -> None:
+    new_bucket = res(BUCKET, "archive", None)
+    other = res(BUCKET, "other", None)
+    pab = StackResource(
+        PAB, "pab", {"bucket": UNKNOWN, **FLAGS}, "urn:pab", depends_on=("urn:archive",)
+    )
+    findings = s3.s3_public_access_blocked([new_bucket, other, pab])
+    assert [r.name for r, _ in findings] == ["other"]
+    known = StackResource(
+        PAB, "pab", {"bucket": "x-id", **FLAGS}, "urn:pab", depends_on=("urn:archive",)
+    )
+    assert len(s3.s3_public_access_blocked([new_bucket, known])) == 1  # a known value decides
+
+
 def test_unknown_cidr_or_port_is_left_for_the_update() -> None:
     assert network.no_world_ingress([world_rule(443, cidrIpv4=UNKNOWN)]) == []
     assert network.no_world_ingress([world_rule(443, fromPort=UNKNOWN)]) == []
