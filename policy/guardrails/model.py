@@ -167,6 +167,7 @@ def refers_to(source: StackResource, target: StackResource, prop: str | None = N
     props = source.props if prop is None else {prop: source.props.get(prop)}
     if prop is None:
         deps = [urn for urns in source.dependencies.values() for urn in urns]
+        deps = deps or list(source.depends_on)
     elif prop in source.dependencies:
         deps = list(source.dependencies[prop])
     elif is_unknown(source.props.get(prop)):

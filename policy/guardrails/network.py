@@ -141,6 +141,8 @@ def _owning_groups(rule: StackResource, groups: Sequence[StackResource]) -> list
 
 def _is_public_lb_group(group: StackResource, resources: Sequence[StackResource]) -> str | None:
     """None if ``group`` qualifies as a public load balancer's group, else the reason why not."""
+    if is_unknown(group.props.get("tags")):
+        return None  # computed tags: judged again during the update, when they are known
     if tags_of(group.props).get(PUBLIC_ALB_TAG_KEY) != PUBLIC_ALB_TAG_VALUE:
         return (
             f"its security group {group.name!r} is not tagged "

@@ -168,9 +168,37 @@ def test_without_property_dependencies_any_dependency_of_an_unknown_reference_co
     assert len(s3.s3_public_access_blocked([new_bucket, known])) == 1  # a known value decides
 
 
-def test_unknown_cidr_or_port_is_left_for_the_update() -> None:
+def test_unknown_cidr_port_or_tags_are_left_for_the_update() -> None:
     assert network.no_world_ingress([world_rule(443, cidrIpv4=UNKNOWN)]) == []
     assert network.no_world_ingress([world_rule(443, fromPort=UNKNOWN)]) == []
+    group = res(SG, "alb-sg", "sg-alb", tags=UNKNOWN)
+    assert network.no_world_ingress([group, world_rule(443)]) == []
+
+
+def test_resource_level_dependencies_attach_a_group_when_property_ones_are_missing() -> None:
+    group = res(SG, "alb-sg", None, tags=PUBLIC_TAG)
+    rule = StackResource(
+        VPC_IN,
+        "alb-in-443",
+        {
+            "securityGroupId": UNKNOWN,
+            "ipProtocol": "tcp",
+            "fromPort": 443.0,
+            "toPort": 443.0,
+            "cidrIpv4": "0.0.0.0/0",
+        },
+        "urn:rule",
+        depends_on=("urn:alb-sg",),
+    )
+    lb = StackResource(
+        LB,
+        "alb",
+        {"internal": False, "securityGroups": [UNKNOWN]},
+        "urn:lb",
+        depends_on=("urn:alb-sg",),
+    )
+    assert network.no_world_ingress([group, rule, lb]) == []
+    assert network.no_world_ingress([group, rule]) != []
 
 
 # -- S3 -----------------------------------------------------------------------------------------
