@@ -30,6 +30,7 @@ serve: demo-model
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	PATH="$(CURDIR)/$(BIN):$$PATH" scripts/lint-delivery.sh
 
 ## Lint, then run the whole test suite
 test: lint
