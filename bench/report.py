@@ -1,0 +1,345 @@
+"""Turn one benchmark run into a table, target verdicts, results.json, README section and chart.
+
+Everything here reads the ``results`` dict that ``bench.run`` builds (and writes as
+bench/results.json), so the README and the chart can be regenerated from the JSON alone:
+``python -m bench.report bench/results.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+Results = dict[str, Any]
+
+START = "<!-- results:start (written by `python -m bench`; edits inside are overwritten) -->"
+END = "<!-- results:end -->"
+SERVER_TITLES = {"service": "this service", "naive": "naive FastAPI", "mlserver": "MLServer"}
+PEERS = ("naive", "mlserver")
+
+
+def run_of(results: Results, server: str, scenario: str) -> dict[str, Any] | None:
+    for run in results["runs"]:
+        if run["server"] == server and run["scenario"] == scenario:
+            return run
+    return None
+
+
+def _fmt(value: float | None, digits: int = 0) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:,.{digits}f}"
+
+
+def _ratio(a: float | None, b: float | None) -> str:
+    if a is None or not b:
+        return "-"
+    return f"{a / b:.2f}x"
+
+
+def table_rows(results: Results) -> list[list[str]]:
+    """One row per (scenario, server): throughput, latency, errors and the ratios."""
+    limit = results["inprocess"]
+    b1, b32 = limit["1"]["samples_s"], limit["32"]["samples_s"]
+    rows = []
+    for scenario in results["scenarios"]:
+        peer_scenario = scenario.get("peer_scenario") or scenario["key"]
+        for server in ("service", *PEERS):
+            run = run_of(results, server, scenario["key"])
+            if run is None:
+                continue
+            ratios = []
+            for peer in PEERS:
+                other = run_of(results, peer, peer_scenario)
+                same = peer == server
+                skip = same or other is None
+                ratios.append("-" if skip else _ratio(run["requests_s"], other["requests_s"]))
+            rows.append(
+                [
+                    scenario["title"],
+                    SERVER_TITLES[server] + (f" ({run['note']})" if run.get("note") else ""),
+                    _fmt(run["requests_s"]),
+                    _fmt(run["samples_s"]),
+                    _fmt(run["p50_ms"], 2),
+                    _fmt(run["p99_ms"], 2),
+                    str(run["errors"]),
+                    *ratios,
+                    _ratio(run["samples_s"], b1),
+                    _ratio(run["samples_s"], b32),
+                ]
+            )
+    return rows
+
+
+HEADER = [
+    "scenario",
+    "server",
+    "req/s",
+    "samples/s",
+    "p50 ms",
+    "p99 ms",
+    "errors",
+    "÷ naive",
+    "÷ MLServer",
+    "÷ in-proc b1",
+    "÷ in-proc b32",
+]
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    numeric = [i for i in range(len(header)) if i >= 2]
+    align = ["---:" if i in numeric else "---" for i in range(len(header))]
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def text_table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    out = []
+    for n, row in enumerate([header, *rows]):
+        pairs = enumerate(zip(row, widths, strict=True))
+        cells = [c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in pairs]
+        out.append("  ".join(cells))
+        if n == 0:
+            out.append("  ".join("-" * w for w in widths))
+    return "\n".join(out)
+
+
+def evaluate_targets(results: Results) -> list[dict[str, Any]]:
+    """The issue's targets, each with met = True/False/None (None: could not be measured)."""
+    targets: list[dict[str, Any]] = []
+    service = run_of(results, "service", "json1-c64")
+    ml = run_of(results, "mlserver", "json1-c64")
+    if service and ml:
+        ratio = service["requests_s"] / ml["requests_s"]
+        targets.append(
+            {
+                "target": "batch-1 JSON, 64 conn: ≥ 3x MLServer (adaptive batching) req/s",
+                "met": ratio >= 3.0,
+                "detail": f"{service['requests_s']:,.0f} vs {ml['requests_s']:,.0f} req/s "
+                f"= {ratio:.2f}x",
+            }
+        )
+        targets.append(
+            {
+                "target": "batch-1 JSON, 64 conn: p99 ≤ MLServer's p99",
+                "met": service["p99_ms"] <= ml["p99_ms"],
+                "detail": f"{service['p99_ms']:.2f} ms vs {ml['p99_ms']:.2f} ms",
+            }
+        )
+    else:
+        reason = results.get("mlserver_unavailable") or "not measured"
+        targets.append(
+            {"target": "batch-1 JSON, 64 conn vs MLServer", "met": None, "detail": reason}
+        )
+    if service:
+        limit = results["inprocess"]["1"]["inferences_s"]
+        ratio = service["requests_s"] / limit
+        targets.append(
+            {
+                "target": "(aim) batch-1 JSON, 64 conn: ≥ 1.0x in-process batch-1 limit",
+                "met": ratio >= 1.0,
+                "detail": f"{service['requests_s']:,.0f} vs {limit:,.0f} inferences/s "
+                f"= {ratio:.2f}x",
+            }
+        )
+    idle, naive_idle = run_of(results, "service", "json1-c1"), run_of(results, "naive", "json1-c1")
+    if idle and naive_idle:
+        ratio = idle["p50_ms"] / naive_idle["p50_ms"]
+        targets.append(
+            {
+                "target": "1 connection: p50 ≤ 1.2x the naive server's p50",
+                "met": ratio <= 1.2,
+                "detail": f"{idle['p50_ms']:.3f} ms vs {naive_idle['p50_ms']:.3f} ms "
+                f"= {ratio:.2f}x",
+            }
+        )
+    errors = sum(run["errors"] for run in results["runs"] if run["server"] == "service")
+    targets.append(
+        {
+            "target": "zero errors (this service, every scenario)",
+            "met": errors == 0,
+            "detail": f"{errors} errors (non-2xx + socket errors)",
+        }
+    )
+    diff = results["checks"].get("service")
+    targets.append(
+        {
+            "target": f"outputs equal unbatched ONNX Runtime within {results['tolerance']:g}",
+            "met": diff is not None and diff <= results["tolerance"],
+            "detail": "not checked"
+            if diff is None
+            else f"max |diff| {diff:.2g} over every body + 256 concurrent distinct requests",
+        }
+    )
+    return targets
+
+
+def _verdict(met: bool | None) -> str:
+    return {True: "met", False: "NOT met", None: "not measured"}[met]
+
+
+def targets_markdown(targets: list[dict[str, Any]]) -> str:
+    return "\n".join(f"- **{_verdict(t['met'])}**: {t['target']} — {t['detail']}" for t in targets)
+
+
+def service_batches_markdown(results: Results) -> str:
+    lines = []
+    for run in results["runs"]:
+        stats = run.get("batching")
+        if run["server"] != "service" or not stats:
+            continue
+        lines.append(
+            f"- {run['scenario']}: {stats['batches_s']:,.0f} model runs/s, "
+            f"{stats['rows_avg']:.1f} rows per run on average, "
+            f"queue wait {stats['queue_ms_avg']:.2f} ms, run {stats['exec_ms_avg']:.2f} ms (means)"
+        )
+    return "\n".join(lines)
+
+
+def readme_section(results: Results, chart: str | None) -> str:
+    machine, versions, settings = results["machine"], results["versions"], results["settings"]
+    limit = results["inprocess"]
+    parts = [
+        START,
+        f"### Latest results — {results['date']}",
+        "",
+        f"Machine: {machine['cpu_model']}, nproc {machine['nproc']}, "
+        f"{machine['memory_gib']:.0f} GiB, Linux {machine['kernel']}. "
+        f"Load average before / after: {machine['load_before']} / {machine['load_after']} "
+        "(other work on the machine makes numbers noisier).",
+        "",
+        "Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()) + ".",
+        "",
+        f"Servers pinned to CPU {settings['server_cpu']}, wrk (1 thread) to CPU "
+        f"{settings['client_cpu']}; warm-up {settings['warmup_s']:g} s, measured "
+        f"{settings['duration_s']:g} s per row. Model: MLP {settings['model']} FP32.",
+        "",
+        f"In-process ONNX Runtime limit (1 intra-op thread, CPU {settings['server_cpu']}): "
+        f"batch 1: {limit['1']['inferences_s']:,.0f} inferences/s; batch 32: "
+        f"{limit['32']['inferences_s']:,.0f} inferences/s = {limit['32']['samples_s']:,.0f} "
+        "samples/s.",
+        "",
+        markdown_table(HEADER, table_rows(results)),
+        "",
+        "Ratios divide this row's req/s by the peer's in the same scenario (binary rows: by the "
+        "peer's batch-1 JSON row), and samples/s by the in-process limit.",
+        "",
+    ]
+    if chart:
+        parts += [f"![benchmark chart]({chart})", ""]
+    sweep = results.get("mlserver_sweep") or []
+    if sweep:
+        best = results["settings"].get("mlserver_max_batch_time_s")
+        parts.append(
+            "MLServer `max_batch_time` sweep (batch-1 JSON, 64 conn; the best req/s is used "
+            f"above: {best} s): "
+            + ", ".join(
+                f"{s['max_batch_time_s']} s → {s['requests_s']:,.0f} req/s, p99 "
+                f"{s['p99_ms']:.1f} ms"
+                for s in sweep
+            )
+            + "."
+        )
+        parts.append("")
+    if results.get("mlserver_unavailable"):
+        parts += [f"MLServer not measured: {results['mlserver_unavailable']}", ""]
+    batches = service_batches_markdown(results)
+    if batches:
+        title = "This service's batching during the measured windows (from `/metrics`):"
+        parts += [title, "", batches, ""]
+    parts += ["Targets:", "", targets_markdown(results["targets"]), "", END]
+    return "\n".join(parts)
+
+
+def write_readme(path: Path, section: str) -> None:
+    """Replace the results section of the README (append it when the markers are missing)."""
+    text = path.read_text() if path.is_file() else "# Benchmark\n"
+    if START in text and END in text:
+        head, rest = text.split(START, 1)
+        tail = rest.split(END, 1)[1]
+        text = head + section + tail
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    path.write_text(text)
+
+
+def write_chart(results: Results, path: Path) -> str | None:
+    """Throughput and latency bars; returns None (and says why) when matplotlib is missing."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("  (no chart: matplotlib is not installed; `.venv/bin/pip install matplotlib`)")
+        return None
+    servers = ["service", *PEERS]
+    colors = {"service": "#1f77b4", "naive": "#ff7f0e", "mlserver": "#2ca02c"}
+    loaded = [s for s in results["scenarios"] if s["connections"] > 1]
+    idle = [s for s in results["scenarios"] if s["connections"] == 1]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5), gridspec_kw={"width_ratios": [3, 2]})
+    width = 0.8 / len(servers)
+    for i, server in enumerate(servers):
+        xs, ys = [], []
+        for n, scenario in enumerate(loaded):
+            run = run_of(results, server, scenario["key"])
+            if run:
+                xs.append(n + (i - 1) * width)
+                ys.append(run["samples_s"])
+        bars = left.bar(xs, ys, width, label=SERVER_TITLES[server], color=colors[server])
+        left.bar_label(bars, labels=[f"{y:,.0f}" for y in ys], fontsize=7)
+    limit = results["inprocess"]
+    left.axhline(limit["1"]["samples_s"], color="grey", ls="--", lw=1, label="in-process batch 1")
+    left.axhline(limit["32"]["samples_s"], color="black", ls=":", lw=1, label="in-process batch 32")
+    left.set_xticks(range(len(loaded)), [s["title"] for s in loaded], fontsize=8)
+    left.set_ylabel("samples/s (rows inferred per second)")
+    left.set_title("Throughput, one CPU per server")
+    left.legend(fontsize=8)
+    labels, p50s, p99s, cols = [], [], [], []
+    for scenario in [*loaded[:1], *idle]:
+        for server in servers:
+            run = run_of(results, server, scenario["key"])
+            if run:
+                labels.append(f"{SERVER_TITLES[server]}\n{scenario['title']}")
+                p50s.append(run["p50_ms"])
+                p99s.append(run["p99_ms"])
+                cols.append(colors[server])
+    ys = range(len(labels))
+    right.barh([y + 0.2 for y in ys], p99s, 0.4, color=cols, alpha=0.45, label="p99")
+    right.barh([y - 0.2 for y in ys], p50s, 0.4, color=cols, label="p50")
+    right.set_yticks(list(ys), labels, fontsize=7)
+    right.set_xscale("log")
+    right.set_xlabel("latency, ms (log scale)")
+    right.set_title("Latency (dark p50, light p99)")
+    right.invert_yaxis()
+    fig.suptitle(f"MLP {results['settings']['model']} FP32 — {results['date']}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path.name
+
+
+def print_report(results: Results) -> None:
+    print()
+    print(text_table(HEADER, table_rows(results)))
+    print()
+    for target in results["targets"]:
+        print(f"  [{_verdict(target['met'])}] {target['target']}: {target['detail']}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Re-render README section and chart from a results.json."""
+    path = Path((argv or sys.argv[1:] or ["bench/results.json"])[0])
+    results = json.loads(path.read_text())
+    chart = write_chart(results, path.parent / "results.png")
+    write_readme(path.parent / "README.md", readme_section(results, chart))
+    print_report(results)
+
+
+if __name__ == "__main__":
+    main()
