@@ -424,6 +424,57 @@ def app_container_definition(
     return container
 
 
+# -- IAM helpers, shared with other task definitions (components/model_sync_job.py) -----------
+def task_role_trust_policy(parent: pulumi.Resource) -> pulumi.Output[str]:
+    """Trust policy of a task role. Confused-deputy guard: only ECS acting for this account may
+    assume it, and ``aws:SourceArn`` is pinned to this account's ECS resources in this region,
+    as the ECS guide for task roles shows."""
+    invoke = pulumi.InvokeOutputOptions(parent=parent)
+    account = aws.get_caller_identity_output(opts=invoke).account_id
+    region = aws.get_region_output(opts=invoke).region
+    partition = aws.get_partition_output(opts=invoke).partition
+    return pulumi.Output.all(account, region, partition).apply(
+        lambda v: assume_role_policy(
+            "ecs-tasks.amazonaws.com",
+            {
+                "StringEquals": {"aws:SourceAccount": v[0]},
+                "ArnLike": {"aws:SourceArn": f"arn:{v[2]}:ecs:{v[1]}:{v[0]}:*"},
+            },
+        )
+    )
+
+
+def execution_role_trust_policy(parent: pulumi.Resource) -> pulumi.Output[str]:
+    """Trust policy of an execution role: ``aws:SourceAccount`` only, the condition the ECS
+    agent is documented to send when it pulls images."""
+    invoke = pulumi.InvokeOutputOptions(parent=parent)
+    return aws.get_caller_identity_output(opts=invoke).account_id.apply(
+        lambda account: assume_role_policy(
+            "ecs-tasks.amazonaws.com", {"StringEquals": {"aws:SourceAccount": account}}
+        )
+    )
+
+
+def execution_role_policy(
+    parent: pulumi.Resource, image: pulumi.Input[str], log_router: LogRouterLike
+) -> pulumi.Output[str]:
+    """Execution-role policy for a task of ``image`` + the log router sidecar: pull from the ECR
+    repositories in use, write the router's own log group (see :func:`execution_statements`)."""
+    invoke = pulumi.InvokeOutputOptions(parent=parent)
+    account = aws.get_caller_identity_output(opts=invoke).account_id
+    region = aws.get_region_output(opts=invoke).region
+    partition = aws.get_partition_output(opts=invoke).partition
+    router_image = log_router.container_definition().apply(lambda c: c.get("image", ""))
+    log_group_arn = pulumi.Output.all(
+        partition, region, account, log_router.router_log_group_name
+    ).apply(lambda v: f"arn:{v[0]}:logs:{v[1]}:{v[2]}:log-group:{v[3]}:*")
+    return pulumi.Output.all(image, router_image, log_group_arn).apply(
+        lambda v: json.dumps(
+            {"Version": "2012-10-17", "Statement": execution_statements(v[0], v[1], v[2])}
+        )
+    )
+
+
 # -- the component --------------------------------------------------------------------------------
 class InferenceService(pulumi.ComponentResource):
     """Load-balanced ECS service running the inference container (see module docstring)."""
@@ -591,31 +642,9 @@ class InferenceService(pulumi.ComponentResource):
     def _roles(self) -> tuple[aws.iam.Role, aws.iam.Role]:
         """Task role (EFS mount, log destinations, ECS Exec) and execution role (pull, awslogs)."""
         name, args, child = self._name, self._args, self._child
-        invoke = pulumi.InvokeOutputOptions(parent=self)
-        identity = aws.get_caller_identity_output(opts=invoke)
-        region = aws.get_region_output(opts=invoke)
-        partition = aws.get_partition_output(opts=invoke)
-        # Confused-deputy guard: only ECS acting for this account may assume the roles. The
-        # task role also pins aws:SourceArn to this account's ECS resources in this region, as
-        # the ECS guide for task roles shows; the execution role keeps to aws:SourceAccount,
-        # the condition the ECS agent is documented to send when it pulls images.
-        trust = pulumi.Output.all(identity.account_id, region.region, partition.partition).apply(
-            lambda v: assume_role_policy(
-                "ecs-tasks.amazonaws.com",
-                {
-                    "StringEquals": {"aws:SourceAccount": v[0]},
-                    "ArnLike": {"aws:SourceArn": f"arn:{v[2]}:ecs:{v[1]}:{v[0]}:*"},
-                },
-            )
-        )
-        execution_trust = identity.account_id.apply(
-            lambda account: assume_role_policy(
-                "ecs-tasks.amazonaws.com", {"StringEquals": {"aws:SourceAccount": account}}
-            )
-        )
         task_role = aws.iam.Role(
             f"{name}-task-role",
-            assume_role_policy=trust,
+            assume_role_policy=task_role_trust_policy(self),
             description="Inference task: mount models, ship logs, ECS Exec",
             tags=self._tags,
             opts=child,
@@ -632,27 +661,15 @@ class InferenceService(pulumi.ComponentResource):
 
         execution_role = aws.iam.Role(
             f"{name}-execution-role",
-            assume_role_policy=execution_trust,
+            assume_role_policy=execution_role_trust_policy(self),
             description="ECS agent: pull images, write the log router's own logs",
             tags=self._tags,
             opts=child,
         )
-        router_image = args.log_router.container_definition().apply(lambda c: c.get("image", ""))
-        log_group_arn = pulumi.Output.all(
-            partition.partition,
-            region.region,
-            identity.account_id,
-            args.log_router.router_log_group_name,
-        ).apply(lambda v: f"arn:{v[0]}:logs:{v[1]}:{v[2]}:log-group:{v[3]}:*")
-        execution_policy = pulumi.Output.all(args.image, router_image, log_group_arn).apply(
-            lambda v: _execution_statements(v[0], v[1], v[2])
-        )
         aws.iam.RolePolicy(
             f"{name}-execution-policy",
             role=execution_role.id,
-            policy=execution_policy.apply(
-                lambda s: json.dumps({"Version": "2012-10-17", "Statement": s})
-            ),
+            policy=execution_role_policy(self, args.image, args.log_router),
             opts=child,
         )
         return task_role, execution_role
@@ -902,7 +919,7 @@ class InferenceService(pulumi.ComponentResource):
             )
 
 
-def _execution_statements(app_image: str, router_image: str, log_group_arn: str) -> list[dict]:
+def execution_statements(app_image: str, router_image: str, log_group_arn: str) -> list[dict]:
     """Least-privilege execution role: pull from the ECR repositories in use, write router logs."""
     repos = sorted({arn for arn in map(ecr_repository_arn, (app_image, router_image)) if arn})
     statements: list[dict[str, Any]] = [
