@@ -74,20 +74,43 @@ class RecordingMocks(pulumi.runtime.Mocks):
         if handler is not None:
             return handler(inputs), []
         if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
-            return {"accountId": ACCOUNT, "arn": f"arn:aws:iam::{ACCOUNT}:user/t",
-                    "userId": "AID", "id": ACCOUNT}, []
+            return {
+                "accountId": ACCOUNT,
+                "arn": f"arn:aws:iam::{ACCOUNT}:user/t",
+                "userId": "AID",
+                "id": ACCOUNT,
+            }, []
         if args.token in ("aws:index/getRegion:getRegion",):
-            return {"name": REGION, "region": REGION, "id": REGION,
-                    "description": "US East (N. Virginia)", "endpoint": "ec2.us-east-1"}, []
+            return {
+                "name": REGION,
+                "region": REGION,
+                "id": REGION,
+                "description": "US East (N. Virginia)",
+                "endpoint": "ec2.us-east-1",
+            }, []
         if args.token == "aws:index/getPartition:getPartition":
-            return {"partition": "aws", "dnsSuffix": "amazonaws.com", "id": "aws",
-                    "reverseDnsPrefix": "com.amazonaws"}, []
+            return {
+                "partition": "aws",
+                "dnsSuffix": "amazonaws.com",
+                "id": "aws",
+                "reverseDnsPrefix": "com.amazonaws",
+            }, []
         if args.token == "aws:ssm/getParameter:getParameter":
-            value = json.dumps({"image_id": "ami-0123456789abcdef0"}) if inputs.get(
-                "name", "").endswith("recommended") else "ami-0123456789abcdef0"
-            return {"name": inputs.get("name"), "value": value, "insecureValue": value,
-                    "type": "String", "arn": "arn:ssm", "id": inputs.get("name"),
-                    "version": 1, "withDecryption": True}, []
+            value = (
+                json.dumps({"image_id": "ami-0123456789abcdef0"})
+                if inputs.get("name", "").endswith("recommended")
+                else "ami-0123456789abcdef0"
+            )
+            return {
+                "name": inputs.get("name"),
+                "value": value,
+                "insecureValue": value,
+                "type": "String",
+                "arn": "arn:ssm",
+                "id": inputs.get("name"),
+                "version": 1,
+                "withDecryption": True,
+            }, []
         if args.token == "aws:iam/getPolicyDocument:getPolicyDocument":
             return {"json": json.dumps(inputs), "id": "doc"}, []
         return {}, []
