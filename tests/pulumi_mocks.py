@@ -16,6 +16,7 @@ import pulumi
 
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
+QUOTA_VCPU = 4000.0  # default answer for the Fargate vCPU quotas (L-3032A538, L-36FBB829)
 
 
 @dataclass
@@ -110,6 +111,24 @@ class RecordingMocks(pulumi.runtime.Mocks):
                 "id": inputs.get("name"),
                 "version": 1,
                 "withDecryption": True,
+            }, []
+        if args.token == "aws:servicequotas/getServiceQuota:getServiceQuota":
+            # A roomy Fargate vCPU quota, so the stack's quota guard passes unless a test
+            # answers a smaller one through call_handlers.
+            code = inputs.get("quotaCode", "")
+            return {
+                "serviceCode": inputs.get("serviceCode"),
+                "quotaCode": code,
+                "id": code,
+                "quotaName": code,
+                "value": QUOTA_VCPU,
+                "defaultValue": QUOTA_VCPU,
+                "adjustable": True,
+                "globalQuota": False,
+                "region": REGION,
+                "serviceName": "AWS Fargate",
+                "usageMetrics": [],
+                "arn": f"arn:aws:servicequotas:{REGION}:{ACCOUNT}:fargate/{code}",
             }, []
         if args.token == "aws:iam/getPolicyDocument:getPolicyDocument":
             return {"json": json.dumps(inputs), "id": "doc"}, []
