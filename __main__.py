@@ -12,11 +12,14 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_awsx as awsx
 
-from components.ecs_service import Network
+from components.ecs_service import InferenceService, Network
 from components.efs_model_store import EfsModelStore, EfsModelStoreArgs
 from components.fargate_service import FargateInferenceService, FargateInferenceServiceArgs
+from components.gpu_ec2_cluster import GpuEc2Cluster, GpuInferenceServiceArgs
 from components.images import ImageSpec, image_uri
 from components.log_router import LogRouter, LogRouterArgs
+from components.model_sync_job import ModelSyncJob, ModelSyncJobArgs
+from components.quota_guard import check_fargate_quotas
 from components.stack_config import StackConfig
 
 
@@ -59,6 +62,8 @@ cfg = StackConfig.from_config()
 stack = pulumi.get_stack()
 name = f"onnx-{stack}"
 tags = {"project": pulumi.get_project(), "stack": stack, **cfg.tags}
+# Before anything is created: can the stack scale out within the account's Fargate vCPU quotas?
+check_fargate_quotas(cfg.fargate_demands(name), skip=cfg.quota_guard_skip)
 
 net = network(cfg, name, tags)
 service_image = image_uri(
@@ -99,22 +104,68 @@ logs = LogRouter(
         archive_expiration_days=cfg.archive_expiration_days,
     ),
 )
-service = FargateInferenceService(
-    name,
-    FargateInferenceServiceArgs(
-        network=net,
-        image=service_image,
-        model_store=models,
-        log_router=logs,
-        cpu=cfg.cpu,
-        memory=cfg.memory,
-        architecture=cfg.cpu_architecture,
-        cluster=cfg.cluster,
-        container_insights=cfg.container_insights,
-        settings=cfg.service_settings(),
-        tags=tags,
-    ),
-)
+service: FargateInferenceService | InferenceService
+if cfg.capacity == "gpu":
+    gpu = GpuEc2Cluster(
+        f"{name}-gpu", cfg.gpu_cluster_args(net.vpc_id, net.private_subnet_ids, tags)
+    )
+    service = gpu.inference_service(
+        name,
+        GpuInferenceServiceArgs(
+            network=net,
+            image=service_image,
+            model_store=models,
+            log_router=logs,
+            gpu_count=cfg.gpu_count,
+            settings=cfg.service_settings(),
+            tags=tags,
+        ),
+    )
+    # Not "capacityProviderName": `ops run-task --stack-outputs` would then send every one-off
+    # task (the Fargate model sync too) to the GPU instances.
+    pulumi.export("gpuCapacityProviderName", gpu.capacity_provider_name)
+    pulumi.export("gpuAutoScalingGroupName", gpu.auto_scaling_group_name)
+else:
+    service = FargateInferenceService(
+        name,
+        FargateInferenceServiceArgs(
+            network=net,
+            image=service_image,
+            model_store=models,
+            log_router=logs,
+            cpu=cfg.cpu,
+            memory=cfg.memory,
+            architecture=cfg.cpu_architecture,
+            cluster=cfg.cluster,
+            container_insights=cfg.container_insights,
+            settings=cfg.service_settings(),
+            tags=tags,
+        ),
+    )
+
+sync_settings = cfg.model_sync_settings()
+if sync_settings is not None:
+    # Its own alert topic (same e-mail): the service's topic policy admits only the service's
+    # two event rules, and its KMS key is not an output.
+    sync = ModelSyncJob(
+        f"{name}-model-sync",
+        ModelSyncJobArgs(
+            cluster_arn=service.cluster_arn,
+            vpc_id=net.vpc_id,
+            subnet_ids=net.private_subnet_ids,
+            image=service_image,
+            model_store=models,
+            log_router=logs,
+            settings=sync_settings,
+            alarm_email=cfg.notification_email,
+            tags=tags,
+        ),
+    )
+    pulumi.export("modelSyncTaskDefinitionArn", sync.task_definition_arn)
+    pulumi.export("modelSyncStateMachineArn", sync.state_machine_arn)
+    pulumi.export("modelSyncScheduleArn", sync.schedule_arn)
+    pulumi.export("modelSyncSecurityGroupId", sync.security_group_id)
+    pulumi.export("modelSyncAlarmTopicArn", sync.alarm_topic_arn)
 
 pulumi.export("url", service.url)
 pulumi.export("loadBalancerDns", service.load_balancer_dns)

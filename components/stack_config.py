@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import types
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
@@ -25,9 +25,21 @@ from components.ecs_service import (
     ServiceSettings,
 )
 from components.fargate_sizes import validate_architecture, validate_fargate_size
+from components.gpu_ec2_cluster import GpuEc2ClusterArgs, validate_args
+from components.gpu_instance_types import gpu_task_size
+from components.model_sync_job import DEFAULT_SCHEDULE, ModelSyncSettings
+from components.quota_guard import Capacity, Demand
 
 NAT_STRATEGIES = ("Single", "OnePerAz")
 DEFAULT_VPC_CIDR = "10.0.0.0/16"
+CAPACITIES = ("fargate", "gpu")
+GPU_CLUSTER_NAME = "stack-gpu"  # stands in for onnx-<stack>-gpu when validating before any resource
+FARGATE_ONLY_KEYS = ("cpu", "memory")
+
+
+def _gpu_default(field_name: str) -> Any:
+    """A default of GpuEc2ClusterArgs, so the stack keys cannot drift from the component."""
+    return GpuEc2ClusterArgs.__dataclass_fields__[field_name].default
 
 
 def _m(key: str, doc: str) -> dict[str, str]:
@@ -94,6 +106,59 @@ class StackConfig:
     )
     cpu_architecture: str = field(
         default="X86_64", metadata=_m("cpuArchitecture", "X86_64 or ARM64 (Graviton).")
+    )
+    # -- capacity: Fargate or GPU EC2 -----------------------------------------------------
+    capacity: str = field(
+        default="fargate",
+        metadata=_m(
+            "capacity",
+            "Where the service runs: fargate (CPU tasks) or gpu (EC2 GPU instances behind an "
+            "ECS capacity provider, docs/gpu.md).",
+        ),
+    )
+    gpu_instance_type: str = field(
+        default=_gpu_default("instance_type"),
+        metadata=_m("gpuInstanceType", "GPU instance type (NVIDIA families, see docs/gpu.md)."),
+    )
+    gpu_count: int = field(
+        default=1, metadata=_m("gpuCount", "GPUs per task (at most the instance's).")
+    )
+    gpu_min_size: int = field(
+        default=_gpu_default("min_size"),
+        metadata=_m("gpuMinSize", "Fewest GPU instances; 0 costs nothing at rest but starts cold."),
+    )
+    gpu_max_size: int = field(
+        default=_gpu_default("max_size"),
+        metadata=_m(
+            "gpuMaxSize",
+            "Most GPU instances; one task per instance, so >= the most tasks (2x for rollouts "
+            "at full speed).",
+        ),
+    )
+    gpu_spot: bool = field(
+        default=_gpu_default("spot"),
+        metadata=_m("gpuSpot", "Spot GPU instances (capacity rebalancing, ECS spot draining)."),
+    )
+    gpu_ami_id: str | None = field(
+        default=None,
+        metadata=_m(
+            "gpuAmiId",
+            "Pin the GPU AMI; unset reads the ECS GPU-optimized AL2023 AMI from SSM at each "
+            "deployment.",
+        ),
+    )
+    gpu_root_volume_gib: int = field(
+        default=_gpu_default("root_volume_size_gib"),
+        metadata=_m(
+            "gpuRootVolumeGiB", "Encrypted gp3 root volume of the GPU instances (images), GiB."
+        ),
+    )
+    gpu_target_capacity: int = field(
+        default=_gpu_default("target_capacity"),
+        metadata=_m(
+            "gpuTargetCapacity",
+            "Capacity provider target (%); below 100 keeps spare GPU instances warm.",
+        ),
     )
     # -- cluster and service ---------------------------------------------------------------
     cluster: str | None = field(
@@ -232,6 +297,48 @@ class StackConfig:
             "notificationEmail", "E-mail subscribed to the notification topic (confirm the mail)."
         ),
     )
+    # -- nightly model sync (S3 -> EFS) ----------------------------------------------------
+    model_sync_source: str | None = field(
+        default=None,
+        metadata=_m(
+            "modelSyncSource",
+            "s3://bucket/prefix the scheduled model sync publishes from into the model store; "
+            "unset creates no sync job.",
+        ),
+    )
+    model_sync_schedule: str = field(
+        default=DEFAULT_SCHEDULE,
+        metadata=_m("modelSyncSchedule", "When the sync runs (EventBridge Scheduler syntax)."),
+    )
+    model_sync_timezone: str = field(
+        default="UTC", metadata=_m("modelSyncTimezone", "IANA time zone of modelSyncSchedule.")
+    )
+    model_sync_keep: int = field(
+        default=3, metadata=_m("modelSyncKeep", "Versions kept per model; 0 keeps all.")
+    )
+    model_sync_cpu: int = field(
+        default=1024, metadata=_m("modelSyncCpu", "Fargate CPU units of the sync task.")
+    )
+    model_sync_memory: int = field(
+        default=4096,
+        metadata=_m(
+            "modelSyncMemory", "Fargate memory (MiB) of the sync task; holds the largest model."
+        ),
+    )
+    model_sync_kms_key_arn: str | None = field(
+        default=None,
+        metadata=_m(
+            "modelSyncKmsKeyArn", "KMS key of an SSE-KMS source bucket (kms:Decrypt via S3)."
+        ),
+    )
+    # -- guards ----------------------------------------------------------------------------
+    quota_guard_skip: bool = field(
+        default=False,
+        metadata=_m(
+            "quotaGuardSkip",
+            "Skip the preview-time Fargate vCPU quota check (needs servicequotas:GetServiceQuota).",
+        ),
+    )
     tags: dict[str, str] = field(
         default_factory=dict,
         metadata=_m(
@@ -251,17 +358,26 @@ class StackConfig:
         config = config or pulumi.Config()
         hints = get_type_hints(cls)
         values: dict[str, Any] = {}
+        explicit: list[str] = []
         for key, f in cls.keys().items():
             value = _read(config, key, hints[f.name])
             if value is not None:
                 values[f.name] = value
+                explicit.append(key)
         loaded = cls(**values)
         loaded.validate()
+        for message in loaded.ignored_key_warnings(explicit):
+            pulumi.log.warn(message)
         return loaded
 
     def validate(self) -> None:
         """Combinations AWS would refuse late, refused here with the accepted values."""
-        validate_fargate_size(self.cpu, self.memory)
+        if self.capacity not in CAPACITIES:
+            raise ValueError(f"capacity {self.capacity!r}: use one of {CAPACITIES}")
+        if self.capacity == "gpu":
+            self._validate_gpu()
+        else:
+            validate_fargate_size(self.cpu, self.memory)
         validate_architecture(self.cpu_architecture)
         if self.vpc_id:
             if len(self.private_subnet_ids) < 2:
@@ -282,6 +398,57 @@ class StackConfig:
         if not self.vpc_id:
             self.new_vpc_subnet_masks()  # raises on a CIDR too small to split
         self.service_settings().validate()
+        sync = self.model_sync_settings()
+        if sync is not None:
+            sync.validate()
+
+    def _validate_gpu(self) -> None:
+        """GPU capacity: the same checks GpuEc2Cluster makes, before any resource exists."""
+        if self.cluster:
+            raise ValueError(
+                f"cluster {self.cluster!r} works only with capacity fargate; capacity gpu "
+                "creates its own cluster with the GPU capacity provider"
+            )
+        if self.cpu_architecture != "X86_64":
+            raise ValueError(
+                f"cpuArchitecture {self.cpu_architecture!r} with capacity gpu: the ECS GPU "
+                "instances are x86_64, so the image must be X86_64"
+            )
+        validate_args(GPU_CLUSTER_NAME, self.gpu_cluster_args("vpc", ["subnet"]))
+        gpu_task_size(self.gpu_instance_type, gpu_count=self.gpu_count)
+        most = self.max_service_tasks
+        if most > self.gpu_max_size:
+            raise ValueError(
+                f"the service may run {most} tasks (desiredCount/maxCount) but GPU tasks are "
+                f"placed one per instance (distinctInstance) and gpuMaxSize is "
+                f"{self.gpu_max_size}; raise gpuMaxSize to at least {most} ({2 * most} for "
+                "rollouts at full speed)"
+            )
+
+    def ignored_key_warnings(self, explicit: Iterable[str]) -> list[str]:
+        """Keys set in the stack file that this capacity/sync setup does not use (a warning,
+        not an error: switching capacity back and forth should not mean deleting keys)."""
+        keys = set(explicit)
+        warnings: list[str] = []
+        gpu_keys = sorted(k for k in keys if k.startswith("gpu"))
+        if self.capacity == "fargate" and gpu_keys:
+            warnings.append(
+                f"{', '.join(gpu_keys)} ignored: capacity is fargate (set capacity: gpu to run "
+                "on GPU instances)"
+            )
+        fargate_keys = sorted(k for k in keys if k in FARGATE_ONLY_KEYS)
+        if self.capacity == "gpu" and fargate_keys:
+            warnings.append(
+                f"{', '.join(fargate_keys)} ignored: Fargate task sizes; with capacity gpu a "
+                "task takes its GPU instance's size"
+            )
+        sync_keys = sorted(k for k in keys if k.startswith("modelSync") and k != "modelSyncSource")
+        if self.model_sync_source is None and sync_keys:
+            warnings.append(
+                f"{', '.join(sync_keys)} ignored: modelSyncSource is not set, so there is no "
+                "model sync job"
+            )
+        return warnings
 
     # -- mapping onto component args --------------------------------------------------------
     @property
@@ -303,6 +470,65 @@ class StackConfig:
                 f"(with up to 8 availability zones; got {self.availability_zones})"
             )
         return prefix + 4, min(prefix + 8, 28)
+
+    @property
+    def max_service_tasks(self) -> int:
+        """The most tasks the service can run (autoscaling maximum or the fixed count)."""
+        most = self.max_count if self.autoscaling else 0
+        return max(most, self.desired_count)
+
+    def gpu_cluster_args(
+        self,
+        vpc_id: pulumi.Input[str],
+        subnet_ids: pulumi.Input[Sequence[pulumi.Input[str]]],
+        tags: Mapping[str, str] | None = None,
+    ) -> GpuEc2ClusterArgs:
+        """The GPU capacity (capacity: gpu), in the given private subnets."""
+        return GpuEc2ClusterArgs(
+            vpc_id=vpc_id,
+            subnet_ids=subnet_ids,
+            instance_type=self.gpu_instance_type,
+            ami_id=self.gpu_ami_id,
+            min_size=self.gpu_min_size,
+            max_size=self.gpu_max_size,
+            root_volume_size_gib=self.gpu_root_volume_gib,
+            spot=self.gpu_spot,
+            target_capacity=self.gpu_target_capacity,
+            container_insights=self.container_insights,
+            tags=dict(tags or {}),
+        )
+
+    def model_sync_settings(self) -> ModelSyncSettings | None:
+        """The scheduled model sync, or None when modelSyncSource is unset."""
+        if self.model_sync_source is None:
+            return None
+        return ModelSyncSettings(
+            source=self.model_sync_source,
+            schedule_expression=self.model_sync_schedule,
+            schedule_timezone=self.model_sync_timezone,
+            keep=self.model_sync_keep,
+            cpu=self.model_sync_cpu,
+            memory=self.model_sync_memory,
+            architecture=self.cpu_architecture,  # same image as the service
+            source_kms_key_arn=self.model_sync_kms_key_arn,
+        )
+
+    def fargate_demands(self, name: str) -> list[Demand]:
+        """What this stack can run on Fargate at most, for the vCPU quota guard: the service
+        (Fargate capacity only; GPU instances count against EC2 quotas) and the sync job."""
+        demands: list[Demand] = []
+        if self.capacity == "fargate":
+            demands.append(
+                Demand.from_cpu_units(
+                    f"{name} service", Capacity.FARGATE, self.max_service_tasks, self.cpu
+                )
+            )
+        sync = self.model_sync_settings()
+        if sync is not None:
+            # one run at a time: retries are sequential and a nightly run ends long before
+            # the next one
+            demands.append(Demand(f"{name} model sync", sync.capacity, 1, sync.vcpu))
+        return demands
 
     @property
     def image_platform(self) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import runpy
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ import pulumi
 import pytest
 import yaml
 
+from components.gpu_ec2_cluster import GpuEc2ClusterArgs
 from components.stack_config import StackConfig, config_rows, unknown_keys
 from tests import pulumi_mocks
 from tests.ecs_schema import assert_valid_container_definitions
@@ -34,16 +36,27 @@ AWSX_OUTPUTS: dict[str, dict[str, Any]] = {
 }
 
 
+REAL_ARNS = {
+    "aws:iam/role:Role": f"arn:aws:iam::{ACCOUNT}:role/{{name}}",
+    "aws:ecs/cluster:Cluster": f"arn:aws:ecs:us-east-1:{ACCOUNT}:cluster/{{name}}",
+}
+
+
 @pytest.fixture(scope="module", autouse=True)
 def _mock_fixes() -> Iterator[None]:
     """awsx components, opaque under mocks, get the outputs their real implementation computes;
-    aws.ec2.getVpc answers a CIDR."""
+    aws.ec2.getVpc answers a CIDR; roles and clusters get ARNs of AWS's shape, launch templates
+    a version."""
     mocks = pulumi_mocks.MOCKS
     original_new = mocks.new_resource
     original_call = mocks.call
 
     def new_resource(args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
         resource_id, outputs = original_new(args)
+        if args.typ in REAL_ARNS:  # ScheduledRunTask checks ARN shapes when they resolve
+            outputs["arn"] = REAL_ARNS[args.typ].format(name=outputs.get("name") or args.name)
+        if args.typ == "aws:ec2/launchTemplate:LaunchTemplate":
+            outputs.setdefault("latestVersion", 1)
         if not args.typ.startswith("awsx:"):
             return resource_id, outputs
         # awsx outputs are typed resources (NatGateway, LifecyclePolicy, ...): echoed inputs
@@ -304,6 +317,20 @@ def test_public_https_stack() -> None:
         ({"tags": ["a"]}, "config tags: expected a dict"),
         ({"vpcCidrBlock": "10.0.0.0/24"}, "use a /16 to /20 range"),
         ({"vpcCidrBlock": "10.0.0.0/33"}, "vpcCidrBlock '10.0.0.0/33'"),
+        ({"capacity": "tpu"}, "capacity 'tpu': use one of ('fargate', 'gpu')"),
+        ({"capacity": "gpu", "cluster": "shared"}, "works only with capacity fargate"),
+        ({"capacity": "gpu", "cpuArchitecture": "ARM64"}, "GPU instances are x86_64"),
+        ({"capacity": "gpu", "gpuInstanceType": "t3.micro"}, "instance_type 't3.micro'"),
+        ({"capacity": "gpu", "gpuCount": 2}, "gpu_count 2 exceeds the 1 GPU(s) of g6.xlarge"),
+        ({"capacity": "gpu", "gpuMaxSize": 1}, "raise gpuMaxSize to at least 2"),
+        ({"capacity": "gpu", "gpuMinSize": 5}, "min_size 5 must be <= max_size 4"),
+        ({"capacity": "gpu", "gpuTargetCapacity": 0}, "target_capacity must be an integer"),
+        ({"modelSyncSource": "models/prod"}, "'models/prod' is not an S3 URL"),
+        ({"modelSyncSource": "s3://b/prod"}, "bucket 'b' is not a valid S3 bucket name"),
+        ({"modelSyncSource": "s3://my-models/p", "modelSyncKeep": -1}, "model sync keep -1"),
+        ({"modelSyncSource": "s3://my-models/p", "modelSyncMemory": 512}, "cpu 1024: 2048"),
+        ({"modelSyncSource": "s3://my-models/p", "modelSyncTimezone": "Nowhere"}, "Nowhere"),
+        ({"modelSyncSource": "s3://my-models/p", "modelSyncSchedule": "daily"}, "'daily'"),
     ],
 )
 def test_bad_config_fails_before_any_resource(overrides: dict[str, Any], message: str) -> None:
@@ -311,6 +338,137 @@ def test_bad_config_fails_before_any_resource(overrides: dict[str, Any], message
         run_stack(DEV, overrides)
     assert message in str(err.value)
     assert pulumi_mocks.MOCKS.resources == []
+
+
+# -- the Fargate vCPU quota guard ------------------------------------------------------------
+QUOTA_TOKEN = "aws:servicequotas/getServiceQuota:getServiceQuota"
+
+
+@contextmanager
+def fargate_quota(vcpu: float) -> Iterator[None]:
+    """Answer the Service Quotas invoke with ``vcpu`` (the mocks' default is roomy)."""
+    mocks = pulumi_mocks.MOCKS
+    original = mocks.call
+
+    def call(args: pulumi.runtime.MockCallArgs) -> Any:
+        answer = original(args)
+        if args.token != QUOTA_TOKEN:
+            return answer
+        result, deps = answer
+        return {**result, "value": vcpu}, deps
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(mocks, "call", call)
+        yield
+
+
+def test_quota_guard_reads_the_on_demand_quota_for_service_and_sync() -> None:
+    mocks, _ = run_stack(DEV, {"modelSyncSource": "s3://my-models/dev"})
+    reads = [args for token, args in mocks.calls if token == QUOTA_TOKEN]
+    assert [(a["serviceCode"], a["quotaCode"]) for a in reads] == [("fargate", "L-3032A538")]
+
+
+def test_small_quota_fails_the_dev_stack_before_any_resource() -> None:
+    # dev: maxCount 2 x 2 vCPU + the sync job's 1 vCPU = 5 vCPU > 4
+    with fargate_quota(4), pytest.raises(ValueError) as err:
+        run_stack(DEV, {"modelSyncSource": "s3://my-models/dev"})
+    message = str(err.value)
+    assert "Fargate vCPU quota check failed" in message
+    assert f"{NAME} service: 2 x 2 vCPU = 4" in message
+    assert f"{NAME} model sync: 1 x 1 vCPU = 1" in message
+    assert "--quota-code L-3032A538 --desired-value 7" in message
+    assert pulumi_mocks.MOCKS.resources == []
+    with fargate_quota(5):  # exactly enough: passes (with a warning)
+        mocks, _ = run_stack(DEV, {"modelSyncSource": "s3://my-models/dev"})
+    assert mocks.of_type("aws:ecs/service:Service")
+
+
+def test_quota_guard_skip_reads_no_quota() -> None:
+    with fargate_quota(0):
+        mocks, _ = run_stack(DEV, {"quotaGuardSkip": True})
+    assert not [c for c in mocks.calls if c[0] == QUOTA_TOKEN]
+    assert mocks.of_type("aws:ecs/service:Service")
+
+
+def test_fargate_demands() -> None:
+    cfg = StackConfig(max_count=6, cpu=4096, memory=8192, model_sync_source="s3://my-models/x")
+    assert [(d.name, d.capacity, d.max_tasks, d.vcpu) for d in cfg.fargate_demands("s")] == [
+        ("s service", "FARGATE", 6, 4.0),
+        ("s model sync", "FARGATE", 1, 1.0),
+    ]
+    fixed = StackConfig(autoscaling=False, desired_count=4)
+    assert [(d.max_tasks, d.vcpu) for d in fixed.fargate_demands("s")] == [(4, 2.0)]
+    gpu = StackConfig(capacity="gpu")
+    assert gpu.fargate_demands("s") == []  # GPU instances count against EC2 quotas
+
+
+# -- capacity gpu and the model sync on the dev stack ----------------------------------------
+def test_dev_stack_with_a_model_sync_on_fargate() -> None:
+    mocks, exports = run_stack(
+        DEV,
+        {
+            "modelSyncSource": "s3://my-models/dev",
+            "modelSyncSchedule": "rate(6 hours)",
+            "modelSyncTimezone": "Asia/Tokyo",
+            "modelSyncKeep": 5,
+            "modelSyncCpu": 2048,
+            "modelSyncMemory": 8192,
+        },
+    )
+    sync = mocks.one("aws:ecs/taskDefinition:TaskDefinition", f"{NAME}-model-sync-taskdef")
+    assert (sync.inputs["cpu"], sync.inputs["memory"]) == ("2048", "8192")
+    container = json.loads(sync.inputs["containerDefinitions"])[0]
+    env = {e["name"]: e["value"] for e in container["environment"]}
+    assert (env["SYNC_SOURCE"], env["SYNC_KEEP"]) == ("s3://my-models/dev", "5")
+    schedule = mocks.one("aws:scheduler/schedule:Schedule").inputs
+    assert (schedule["scheduleExpression"], schedule["scheduleExpressionTimezone"]) == (
+        "rate(6 hours)",
+        "Asia/Tokyo",
+    )
+    definition = mocks.one("aws:sfn/stateMachine:StateMachine").inputs["definition"]
+    assert exports["clusterArn"] == f"arn:aws:ecs:us-east-1:{ACCOUNT}:cluster/{NAME}-cluster"
+    assert exports["clusterArn"] in definition
+    # no e-mail configured in dev: topics without subscriptions
+    assert mocks.of_type("aws:sns/topicSubscription:TopicSubscription") == []
+    for key in ("modelSyncTaskDefinitionArn", "modelSyncStateMachineArn", "modelSyncAlarmTopicArn"):
+        assert exports[key], key
+
+
+def test_dev_stack_on_gpu_capacity() -> None:
+    mocks, exports = run_stack(DEV, {"capacity": "gpu", "gpuInstanceType": "g5.2xlarge"})
+    assert mocks.one("aws:ec2/launchTemplate:LaunchTemplate").inputs["instanceType"] == (
+        "g5.2xlarge"
+    )
+    service = mocks.one("aws:ecs/service:Service").inputs
+    assert "launchType" not in service
+    assert service["capacityProviderStrategies"][0]["capacityProvider"] == (
+        f"{NAME}-gpu-capacity-provider"
+    )
+    assert exports["clusterName"] == f"{NAME}-gpu-cluster"
+    images = {i.inputs["platform"] for i in mocks.of_type("awsx:ecr:Image")}
+    assert images == {"linux/amd64"}
+
+
+def test_keys_the_chosen_capacity_does_not_use_are_warned_about() -> None:
+    fargate = StackConfig()
+    assert fargate.ignored_key_warnings(["gpuCount", "gpuMaxSize", "desiredCount"]) == [
+        "gpuCount, gpuMaxSize ignored: capacity is fargate (set capacity: gpu to run on GPU "
+        "instances)"
+    ]
+    gpu = StackConfig(capacity="gpu")
+    (warning,) = gpu.ignored_key_warnings(["cpu", "memory", "gpuCount"])
+    assert warning.startswith("cpu, memory ignored: Fargate task sizes")
+    (warning,) = fargate.ignored_key_warnings(["modelSyncKeep"])
+    assert "modelSyncKeep ignored: modelSyncSource is not set" in warning
+    synced = StackConfig(model_sync_source="s3://my-models/x")
+    assert synced.ignored_key_warnings(["modelSyncSource", "modelSyncKeep"]) == []
+
+
+def test_ignored_keys_reach_the_preview_as_warnings(monkeypatch: pytest.MonkeyPatch) -> None:
+    warnings: list[str] = []
+    monkeypatch.setattr(pulumi.log, "warn", lambda msg, *a, **k: warnings.append(msg))
+    run_stack(DEV, {"gpuCount": 1})
+    assert [w for w in warnings if "gpuCount ignored" in w]
 
 
 # -- config documentation ----------------------------------------------------------------------
@@ -327,6 +485,53 @@ def test_defaults_without_any_config() -> None:
     assert (cfg.cpu, cfg.memory, cfg.desired_count) == (2048, 4096, 3)  # seed 000
     assert cfg.nat_gateways == "OnePerAz"
     assert cfg.public_load_balancer is False
+    assert cfg.capacity == "fargate"
+    assert cfg.model_sync_settings() is None
+    assert cfg.quota_guard_skip is False
+
+
+def test_gpu_keys_map_onto_the_gpu_cluster_with_its_defaults() -> None:
+    defaults = StackConfig(capacity="gpu").gpu_cluster_args("vpc-1", ["subnet-a"])
+    reference = GpuEc2ClusterArgs(vpc_id="vpc-1", subnet_ids=["subnet-a"])
+    assert defaults == reference
+    cfg = StackConfig(
+        capacity="gpu",
+        gpu_instance_type="g6e.2xlarge",
+        gpu_min_size=1,
+        gpu_max_size=8,
+        gpu_spot=True,
+        gpu_ami_id="ami-0abc",
+        gpu_root_volume_gib=200,
+        gpu_target_capacity=80,
+        container_insights="enhanced",
+    )
+    args = cfg.gpu_cluster_args("vpc-1", ["subnet-a"], {"team": "ml"})
+    assert (args.instance_type, args.min_size, args.max_size, args.spot) == (
+        "g6e.2xlarge",
+        1,
+        8,
+        True,
+    )
+    assert (args.ami_id, args.root_volume_size_gib, args.target_capacity) == ("ami-0abc", 200, 80)
+    assert (args.container_insights, args.tags) == ("enhanced", {"team": "ml"})
+
+
+def test_model_sync_keys_map_onto_the_job_settings() -> None:
+    cfg = StackConfig(
+        model_sync_source="s3://my-models/prod",
+        model_sync_kms_key_arn="arn:aws:kms:us-east-1:123456789012:key/k",
+        cpu_architecture="ARM64",
+    )
+    sync = cfg.model_sync_settings()
+    assert sync is not None
+    assert (sync.source, sync.schedule_expression, sync.schedule_timezone) == (
+        "s3://my-models/prod",
+        "cron(0 3 * * ? *)",
+        "UTC",
+    )
+    assert (sync.keep, sync.cpu, sync.memory, sync.capacity) == (3, 1024, 4096, "FARGATE")
+    assert sync.architecture == "ARM64"  # the service image's architecture
+    assert sync.source_kms_key_arn == "arn:aws:kms:us-east-1:123456789012:key/k"
 
 
 def test_project_file_runs_python_in_the_repo_venv() -> None:
