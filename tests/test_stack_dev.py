@@ -473,10 +473,10 @@ def test_ignored_keys_reach_the_preview_as_warnings(monkeypatch: pytest.MonkeyPa
 
 # -- config documentation ----------------------------------------------------------------------
 def test_every_config_key_is_documented_with_its_default() -> None:
-    docs = (ROOT / "docs" / "infrastructure.md").read_text()
+    docs = (ROOT / "README.md").read_text()
     for key, description, default in config_rows():
         row = f"| `{key}` | {description} | {default} |"
-        assert row in docs, f"docs/infrastructure.md lacks the row: {row}"
+        assert row in docs, f"README.md lacks the row: {row}"
 
 
 def test_defaults_without_any_config() -> None:
