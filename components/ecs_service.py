@@ -33,6 +33,7 @@ from components.iam import assume_role_policy, policy_json
 from components.notifications import ServiceNotifications, ServiceNotificationsArgs
 
 CONTAINER_NAME = "app"
+PUBLIC_ALB_TAG = "onnx-ecs:role"
 CONTAINER_PORT = 8000
 APP_USER = "10001:10001"
 MODEL_PATH = "/models"
@@ -572,7 +573,8 @@ class InferenceService(pulumi.ComponentResource):
             f"{name}-alb-sg",
             vpc_id=args.network.vpc_id,
             description="Inference ALB: listener ports in, container port out to tasks",
-            tags=self._tags,
+            # The policy pack admits internet ingress only on groups tagged as a public ALB's.
+            tags={**self._tags, **({PUBLIC_ALB_TAG: "public-alb"} if lb.public else {})},
             opts=child,
         )
         task_sg = aws.ec2.SecurityGroup(

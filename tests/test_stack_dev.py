@@ -540,3 +540,24 @@ def test_project_file_runs_python_in_the_repo_venv() -> None:
     assert project["runtime"]["options"]["virtualenv"] == ".venv"
     assert PROJECT == "onnx-ecs-serving"  # the project the mocks (and config keys) use
     assert (ROOT / "requirements.txt").read_text().split() == ["-e", ".[infra]"]
+
+
+def test_public_load_balancer_is_tagged_for_the_policy_pack() -> None:
+    from tests.policy.harness import check_recorded, mandatory
+
+    mocks, _ = run_stack(DEV, {"publicLoadBalancer": True})
+    alb_sg = next(
+        r
+        for r in mocks.of_type("aws:ec2/securityGroup:SecurityGroup")
+        if r.name.endswith("-alb-sg")
+    )
+    assert alb_sg.inputs["tags"]["onnx-ecs:role"] == "public-alb"
+    task_sg = next(
+        r
+        for r in mocks.of_type("aws:ec2/securityGroup:SecurityGroup")
+        if r.name.endswith("-task-sg")
+    )
+    assert "onnx-ecs:role" not in task_sg.inputs.get("tags", {})
+    allowed = {"lb-internal": {"allowPublicLoadBalancers": True}}
+    assert mandatory(check_recorded(mocks.resources, allowed)) == []
+    assert mandatory(check_recorded(mocks.resources)), "a public ALB must need the stack's consent"
