@@ -6,9 +6,8 @@ Two rules feed one encrypted topic:
 - ``ECS Task State Change`` for tasks of this service (``group`` ``service:<name>`` in this
   cluster) that reached STOPPED with any container exit code other than 0.
 
-The topic is encrypted with a customer-managed KMS key because the AWS-managed ``alias/aws/sns``
-key's policy cannot be edited, so EventBridge could never publish to a topic encrypted with it.
-The topic policy lets ``events.amazonaws.com`` publish only on behalf of these two rules.
+The topic, its customer-managed KMS key and its policy (``events.amazonaws.com`` may publish only
+on behalf of these two rules) come from :mod:`components.alert_topic`.
 """
 
 from __future__ import annotations
@@ -21,7 +20,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from components.iam import policy_json
+from components.alert_topic import create_alert_topic
 
 
 @dataclass
@@ -77,51 +76,17 @@ class ServiceNotifications(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         tags = dict(args.tags)
 
-        identity = aws.get_caller_identity_output(opts=pulumi.InvokeOutputOptions(parent=self))
-        partition = aws.get_partition_output(opts=pulumi.InvokeOutputOptions(parent=self))
-        root = pulumi.Output.concat(
-            "arn:", partition.partition, ":iam::", identity.account_id, ":root"
-        )
-        key_policy = policy_json(
-            [
-                root.apply(
-                    lambda arn: {
-                        "Sid": "AccountAdministers",
-                        "Effect": "Allow",
-                        "Principal": {"AWS": arn},
-                        "Action": "kms:*",
-                        "Resource": "*",
-                    }
-                ),
-                # As in the EventBridge guide for encrypted SNS targets; the key encrypts only
-                # this topic, whose policy admits only this stack's rules.
-                {
-                    "Sid": "EventBridgePublishesToEncryptedTopic",
-                    "Effect": "Allow",
-                    "Principal": {"Service": "events.amazonaws.com"},
-                    "Action": ["kms:GenerateDataKey*", "kms:Decrypt"],
-                    "Resource": "*",
-                },
-            ]
-        )
-        key = aws.kms.Key(
-            f"{name}-key",
+        invoke = pulumi.InvokeOutputOptions(parent=self)
+        alerts = create_alert_topic(
+            self,
+            name=name,
+            topic_name=f"{name}-topic",
             description="Encrypts the ECS service notification topic",
-            enable_key_rotation=True,
-            deletion_window_in_days=30,
-            policy=key_policy,
+            partition=aws.get_partition_output(opts=invoke).partition,
+            account=aws.get_caller_identity_output(opts=invoke).account_id,
+            email=args.email,
             tags=tags,
-            opts=child,
         )
-        topic = aws.sns.Topic(f"{name}-topic", kms_master_key_id=key.arn, tags=tags, opts=child)
-        if args.email:
-            aws.sns.TopicSubscription(
-                f"{name}-email",
-                topic=topic.arn,
-                protocol="email",
-                endpoint=args.email,
-                opts=child,
-            )
 
         deployment_rule = aws.cloudwatch.EventRule(
             f"{name}-deployment-failed",
@@ -143,31 +108,13 @@ class ServiceNotifications(pulumi.ComponentResource):
         )
         for rule, role in ((deployment_rule, "deployment"), (task_rule, "task")):
             aws.cloudwatch.EventTarget(
-                f"{name}-{role}-target", rule=rule.name, arn=topic.arn, opts=child
+                f"{name}-{role}-target", rule=rule.name, arn=alerts.arn, opts=child
             )
 
-        aws.sns.TopicPolicy(
-            f"{name}-topic-policy",
-            arn=topic.arn,
-            policy=policy_json(
-                [
-                    pulumi.Output.all(topic.arn, deployment_rule.arn, task_rule.arn).apply(
-                        lambda v: {
-                            "Sid": "EventBridgeRulesPublish",
-                            "Effect": "Allow",
-                            "Principal": {"Service": "events.amazonaws.com"},
-                            "Action": "sns:Publish",
-                            "Resource": v[0],
-                            "Condition": {"ArnEquals": {"aws:SourceArn": [v[1], v[2]]}},
-                        }
-                    )
-                ]
-            ),
-            opts=child,
-        )
+        alerts.allow_rules(f"{name}-topic-policy", [deployment_rule.arn, task_rule.arn])
 
-        self.topic_arn = topic.arn
-        self.kms_key_arn = key.arn
+        self.topic_arn = alerts.arn
+        self.kms_key_arn = alerts.kms_key_arn
         self.deployment_rule_arn = deployment_rule.arn
         self.task_rule_arn = task_rule.arn
         self.register_outputs(

@@ -141,15 +141,3 @@ def start_execution_statement(state_machine_arn: str) -> Statement:
         "Action": "states:StartExecution",
         "Resource": state_machine_arn,
     }
-
-
-def topic_policy_statement(topic_arn: str, rule_arns: list[str]) -> Statement:
-    """Let EventBridge publish to the topic on behalf of these rules only."""
-    return {
-        "Sid": "EventBridgeRulesPublish",
-        "Effect": "Allow",
-        "Principal": {"Service": "events.amazonaws.com"},
-        "Action": "sns:Publish",
-        "Resource": topic_arn,
-        "Condition": {"ArnEquals": {"aws:SourceArn": rule_arns}},
-    }

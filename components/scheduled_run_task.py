@@ -26,6 +26,7 @@ import pulumi_aws as aws
 
 from components import scheduled_events as events
 from components import scheduled_iam as iam_statements
+from components.alert_topic import AlertTopic, create_alert_topic
 from components.iam import assume_role_policy, policy_json
 from components.scheduled_validation import (
     RetryPolicy,
@@ -164,31 +165,21 @@ class ScheduledRunTask(pulumi.ComponentResource):
         same_account = account.apply(lambda a: {"StringEquals": {"aws:SourceAccount": a}})
 
         # -- alert topic --------------------------------------------------------------------
-        owns_topic = args.alarm_topic_arn is None
+        alerts: AlertTopic | None = None
         topic_arn: pulumi.Output[str]
         kms_key_arn: pulumi.Output[str] | None
-        if owns_topic:
-            key = aws.kms.Key(
-                f"{name}-alerts-key",
+        if args.alarm_topic_arn is None:
+            alerts = create_alert_topic(
+                self,
+                name=f"{name}-alerts",
+                topic_name=f"{name}-alerts",
                 description=f"Encrypts the failure alerts of scheduled task {name}",
-                enable_key_rotation=True,
-                deletion_window_in_days=30,
-                policy=self._key_policy(partition, account),
+                partition=partition,
+                account=account,
+                email=args.alarm_email,
                 tags=tags,
-                opts=child,
             )
-            topic = aws.sns.Topic(
-                f"{name}-alerts", kms_master_key_id=key.arn, tags=tags, opts=child
-            )
-            topic_arn, kms_key_arn = topic.arn, key.arn
-            if args.alarm_email:
-                aws.sns.TopicSubscription(
-                    f"{name}-alerts-email",
-                    topic=topic.arn,
-                    protocol="email",
-                    endpoint=args.alarm_email,
-                    opts=child,
-                )
+            topic_arn, kms_key_arn = alerts.arn, alerts.kms_key_arn
         else:
             topic_arn = pulumi.Output.from_input(args.alarm_topic_arn)
             kms_key_arn = (
@@ -353,21 +344,10 @@ class ScheduledRunTask(pulumi.ComponentResource):
             ),
             opts=child,
         )
-        if owns_topic:
+        if alerts is not None:
             # A given topic keeps its owner's policy (a TopicPolicy would replace it); its
             # owner must let these rules publish (rule ARNs are outputs).
-            aws.sns.TopicPolicy(
-                f"{name}-alerts-policy",
-                arn=topic_arn,
-                policy=policy_json(
-                    [
-                        pulumi.Output.all(topic_arn, task_rule.arn, run_task_rule.arn).apply(
-                            lambda v: iam_statements.topic_policy_statement(v[0], [v[1], v[2]])
-                        )
-                    ]
-                ),
-                opts=child,
-            )
+            alerts.allow_rules(f"{name}-alerts-policy", [task_rule.arn, run_task_rule.arn])
 
         self.state_machine_arn = state_machine.arn
         self.state_machine_role_arn = sfn_role.arn
@@ -413,37 +393,6 @@ class ScheduledRunTask(pulumi.ComponentResource):
             environment=v["environment"],
             retry=args.retry,
             timeout_seconds=args.timeout_seconds,
-        )
-
-    @staticmethod
-    def _key_policy(
-        partition: pulumi.Output[str], account: pulumi.Output[str]
-    ) -> pulumi.Output[str]:
-        """Account administers the key; EventBridge may encrypt for the topic (the AWS-managed
-        alias/aws/sns key cannot grant that, so EventBridge could not publish with it)."""
-        return pulumi.Output.all(partition, account).apply(
-            lambda v: json.dumps(
-                {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {
-                            "Sid": "AccountAdministers",
-                            "Effect": "Allow",
-                            "Principal": {"AWS": f"arn:{v[0]}:iam::{v[1]}:root"},
-                            "Action": "kms:*",
-                            "Resource": "*",
-                        },
-                        {
-                            "Sid": "EventBridgePublishesToEncryptedTopic",
-                            "Effect": "Allow",
-                            "Principal": {"Service": "events.amazonaws.com"},
-                            "Action": ["kms:GenerateDataKey*", "kms:Decrypt"],
-                            "Resource": "*",
-                            "Condition": {"StringEquals": {"aws:SourceAccount": v[1]}},
-                        },
-                    ],
-                }
-            )
         )
 
 

@@ -533,6 +533,7 @@ def test_notifications_topic_rules_and_policy() -> None:
         s for s in key_statements if s["Principal"] == {"Service": "events.amazonaws.com"}
     )
     assert set(events["Action"]) == {"kms:GenerateDataKey*", "kms:Decrypt"}
+    assert events["Condition"] == {"StringEquals": {"aws:SourceAccount": ACCOUNT}}
     assert mocks.of_type("aws:sns/topicSubscription:TopicSubscription") == []
 
     rules = {

@@ -384,9 +384,10 @@ def test_topic_is_encrypted_and_only_these_rules_may_publish(
     key = default_stack.one(KEY).inputs
     assert key["enableKeyRotation"] is True
     key_statements = by_sid(json.loads(key["policy"])["Statement"])
-    assert key_statements["EventBridgePublishesToEncryptedTopic"]["Principal"] == {
-        "Service": "events.amazonaws.com"
-    }
+    events = key_statements["EventBridgePublishesToEncryptedTopic"]
+    assert events["Principal"] == {"Service": "events.amazonaws.com"}
+    assert set(events["Action"]) == {"kms:GenerateDataKey*", "kms:Decrypt"}
+    assert events["Condition"] == {"StringEquals": {"aws:SourceAccount": ACCOUNT}}
     topic = default_stack.one(TOPIC).inputs
     assert topic["kmsMasterKeyId"] == f"arn:aws:kms:{REGION}:{ACCOUNT}:nightly-alerts-key"
     (statement,) = json.loads(default_stack.one(TOPIC_POLICY).inputs["policy"])["Statement"]

@@ -1,0 +1,133 @@
+"""An encrypted SNS topic that EventBridge rules may publish to, shared by every alert path.
+
+Used by :class:`components.notifications.ServiceNotifications` (failed deployments, tasks that
+exit non-zero) and :class:`components.scheduled_run_task.ScheduledRunTask` (failed runs), so
+the key policy and topic policy are written once.
+
+The topic is encrypted with a customer-managed KMS key because the AWS-managed ``alias/aws/sns``
+key's policy cannot be edited, so EventBridge could never publish to a topic encrypted with it.
+The key lets ``events.amazonaws.com`` encrypt only on behalf of this account
+(``aws:SourceAccount``), and the topic policy lets it publish only on behalf of the given rules.
+
+The children are created under the caller's component with the names the caller gives, rather
+than under a component of their own: a new parent would change their URNs, and Pulumi would
+replace the key and topic of deployed stacks (a new topic ARN, e-mail subscriptions to confirm
+again).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+
+from components.iam import Statement, policy_json
+
+EVENTS = "events.amazonaws.com"
+
+
+def key_policy(partition: str, account: str) -> dict[str, Any]:
+    """The account administers the key; EventBridge may encrypt for the topic, for this account
+    only (as in the EventBridge guide for encrypted SNS targets)."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "AccountAdministers",
+                "Effect": "Allow",
+                "Principal": {"AWS": f"arn:{partition}:iam::{account}:root"},
+                "Action": "kms:*",
+                "Resource": "*",
+            },
+            {
+                "Sid": "EventBridgePublishesToEncryptedTopic",
+                "Effect": "Allow",
+                "Principal": {"Service": EVENTS},
+                "Action": ["kms:GenerateDataKey*", "kms:Decrypt"],
+                "Resource": "*",
+                "Condition": {"StringEquals": {"aws:SourceAccount": account}},
+            },
+        ],
+    }
+
+
+def topic_policy_statement(topic_arn: str, rule_arns: Sequence[str]) -> Statement:
+    """Let EventBridge publish to the topic on behalf of these rules only."""
+    return {
+        "Sid": "EventBridgeRulesPublish",
+        "Effect": "Allow",
+        "Principal": {"Service": EVENTS},
+        "Action": "sns:Publish",
+        "Resource": topic_arn,
+        "Condition": {"ArnEquals": {"aws:SourceArn": list(rule_arns)}},
+    }
+
+
+@dataclass(frozen=True)
+class AlertTopic:
+    """The topic and its key, children of ``parent``."""
+
+    parent: pulumi.Resource
+    key: aws.kms.Key
+    topic: aws.sns.Topic
+
+    @property
+    def arn(self) -> pulumi.Output[str]:
+        return self.topic.arn
+
+    @property
+    def kms_key_arn(self) -> pulumi.Output[str]:
+        return self.key.arn
+
+    def allow_rules(self, name: str, rule_arns: Sequence[pulumi.Input[str]]) -> aws.sns.TopicPolicy:
+        """Let these EventBridge rules (and no one else through EventBridge) publish.
+
+        A topic policy replaces the topic's default policy, which is why only topics created
+        here get one; a topic given by its owner keeps the owner's policy."""
+        statement = pulumi.Output.all(self.topic.arn, *rule_arns).apply(
+            lambda v: topic_policy_statement(v[0], v[1:])
+        )
+        return aws.sns.TopicPolicy(
+            name,
+            arn=self.topic.arn,
+            policy=policy_json([statement]),
+            opts=pulumi.ResourceOptions(parent=self.parent),
+        )
+
+
+def create_alert_topic(
+    parent: pulumi.Resource,
+    *,
+    name: str,
+    topic_name: str,
+    description: str,
+    partition: pulumi.Input[str],
+    account: pulumi.Input[str],
+    email: str | None = None,
+    tags: Mapping[str, str] | None = None,
+) -> AlertTopic:
+    """Create ``<name>-key``, the topic ``topic_name`` and, with ``email``, ``<name>-email`` (a
+    subscription the recipient must confirm) as children of ``parent``."""
+    child = pulumi.ResourceOptions(parent=parent)
+    tags = dict(tags or {})
+    key = aws.kms.Key(
+        f"{name}-key",
+        description=description,
+        enable_key_rotation=True,
+        deletion_window_in_days=30,
+        policy=pulumi.Output.all(partition, account).apply(
+            lambda v: json.dumps(key_policy(v[0], v[1]))
+        ),
+        tags=tags,
+        opts=child,
+    )
+    topic = aws.sns.Topic(topic_name, kms_master_key_id=key.arn, tags=tags, opts=child)
+    if email:
+        aws.sns.TopicSubscription(
+            f"{name}-email", topic=topic.arn, protocol="email", endpoint=email, opts=child
+        )
+    return AlertTopic(parent=parent, key=key, topic=topic)
