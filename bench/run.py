@@ -229,7 +229,9 @@ class Bench:
         run_wrk(url, script, scenario.connections, args.warmup, args.client_cpu)
         counters = target.kind == "service"
         before = service_counters(server) if counters else {}
+        cpu_before = server.cpu_seconds()
         result = run_wrk(url, script, scenario.connections, args.duration, args.client_cpu)
+        cpu_s = server.cpu_seconds() - cpu_before
         after = service_counters(server) if counters else {}
         server.assert_alive()
         rows = self.bodies[scenario.body].rows
@@ -243,13 +245,18 @@ class Bench:
             "connections": scenario.connections,
             **result.as_dict(),
             "samples_s": result.requests_s * rows,
+            # CPU the server used in the window: per request (its cost, mostly immune to other
+            # work on the machine) and as a share of its CPU (below ~0.95: it was not alone)
+            "cpu_us_per_request": 1e6 * cpu_s / max(1, result.requests),
+            "cpu_share": cpu_s / result.seconds,
         }
         if counters:
             row["batching"] = batching_stats(before, after, result.seconds)
         self.raw.append(row)
         print(
             f"      {result.requests_s:,.0f} req/s, p50 {result.p50_ms:.2f} ms, "
-            f"p99 {result.p99_ms:.2f} ms, {result.errors} errors",
+            f"p99 {result.p99_ms:.2f} ms, {result.errors} errors; server CPU "
+            f"{row['cpu_us_per_request']:.0f} µs/request, {100 * row['cpu_share']:.0f}% busy",
             flush=True,
         )
         return row
@@ -462,7 +469,8 @@ def inprocess_limit(bench: Bench, when: str) -> dict[str, dict[str, float]]:
         raise RuntimeError(f"in-process measurement failed:\n{done.stderr}")
     limit = json.loads(done.stdout)
     print(
-        f"      batch 1: {limit['1']['inferences_s']:,.0f} inferences/s; batch 32: "
+        f"      batch 1: {limit['1']['inferences_s']:,.0f} inferences/s "
+        f"({limit['1']['cpu_us_per_inference']:.0f} µs CPU each); batch 32: "
         f"{limit['32']['samples_s']:,.0f} samples/s",
         flush=True,
     )

@@ -126,6 +126,12 @@ class Server:
             return ""
         return "\n".join(f"  | {line}" for line in text[-lines:])
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU time used so far by every process of the server's group."""
+        if self.process is None:
+            return 0.0
+        return group_cpu_seconds(self.process.pid)
+
     def stop(self) -> None:
         """SIGTERM the process group, SIGKILL after 10 s; safe to call twice."""
         process, self.process = self.process, None
@@ -143,6 +149,25 @@ class Server:
                 continue
         with contextlib.suppress(ProcessLookupError):  # children that outlived the leader
             os.killpg(process.pid, signal.SIGKILL)
+
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def group_cpu_seconds(pgid: int) -> float:
+    """Sum utime + stime (all threads) of the processes in process group ``pgid`` (Linux)."""
+    total = 0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:  # field 5 of stat, counted after "pid (comm)"
+            total += int(fields[11]) + int(fields[12])  # fields 14 and 15: utime, stime
+    return total / _TICKS
 
 
 def service(model_dir: Path, log: Path, cpu: int) -> Server:
@@ -184,7 +209,11 @@ def naive(model_path: Path, log: Path, cpu: int) -> Server:
 
 
 def mlserver(
-    model_path: Path, workdir: Path, log: Path, cpu: int, max_batch_time_s: float
+    model_path: Path,
+    workdir: Path,
+    log: Path,
+    cpu: int,
+    max_batch_time_s: float,
 ) -> Server:
     """MLServer with adaptive batching and the custom ONNX runtime, in one process
     (``parallel_workers: 0``): its settings files are written into ``workdir``."""
@@ -206,7 +235,11 @@ def mlserver(
         "implementation": "onnx_model.OnnxModel",
         "max_batch_size": 32,
         "max_batch_time": max_batch_time_s,
-        "parameters": {"uri": str(model_path), "version": "1", "extra": {"intra_op_threads": 1}},
+        "parameters": {
+            "uri": str(model_path),
+            "version": "1",
+            "extra": {"intra_op_threads": 1},
+        },
     }
     (model_folder / "model-settings.json").write_text(json.dumps(model_settings, indent=2))
     return Server(
