@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pulumi
@@ -22,21 +22,6 @@ INGRESS = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
 FS_ID = "models-fs-id"  # the mocks answer "<name>-id" as a resource id
 SG_ID = "models-sg-id"
 SUBNETS = ["subnet-priv-a", "subnet-priv-b", "subnet-priv-c"]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _answer_invokes() -> Iterator[None]:
-    """``RecordingMocks.call`` answers ``(result, None)``, which this Pulumi version rejects
-    (it iterates the second item as check failures): answer the dict alone here."""
-    original = pulumi_mocks.MOCKS.call
-
-    def call(args: pulumi.runtime.MockCallArgs) -> Any:
-        answer = original(args)
-        return answer[0] if isinstance(answer, tuple) else answer
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(pulumi_mocks.MOCKS, "call", call)
-        yield
 
 
 def build(

@@ -43,19 +43,11 @@ SETTINGS_FIELDS = {f.name for f in dataclasses.fields(ServiceSettings)}
 
 # -- fixtures -------------------------------------------------------------------------------------
 @pytest.fixture(scope="module", autouse=True)
-def _mock_fixes() -> Iterator[None]:
-    """Two gaps in the shared mocks, patched for this module only:
-
-    - ``RecordingMocks.call`` answers ``(result, None)``; this Pulumi version iterates the second
-      item as a list of check failures, so every invoke would fail. Answer the dict alone.
-    - inputs are echoed as outputs; give launch templates the ``latestVersion`` AWS computes.
-    """
+def _launch_template_version() -> Iterator[None]:
+    """The shared mocks echo inputs as outputs; give launch templates the ``latestVersion`` AWS
+    computes (this module only)."""
     mocks = pulumi_mocks.MOCKS
-    original_call, original_new = mocks.call, mocks.new_resource
-
-    def call(args: pulumi.runtime.MockCallArgs) -> Any:
-        answer = original_call(args)
-        return answer[0] if isinstance(answer, tuple) else answer
+    original_new = mocks.new_resource
 
     def new_resource(args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
         resource_id, outputs = original_new(args)
@@ -64,7 +56,6 @@ def _mock_fixes() -> Iterator[None]:
         return resource_id, outputs
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(mocks, "call", call)
         patch.setattr(mocks, "new_resource", new_resource)
         yield
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,21 +24,6 @@ LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/log-router:abc123"
 KEY = "arn:aws:kms:us-east-1:123456789012:key/2222"
 CUSTOM_CONF = Path(__file__).resolve().parents[2] / "log_router" / "custom.conf"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _answer_invokes() -> Iterator[None]:
-    """``RecordingMocks.call`` answers ``(result, None)``, which this Pulumi version rejects
-    (it iterates the second item as check failures): answer the dict alone here."""
-    original = pulumi_mocks.MOCKS.call
-
-    def call(args: pulumi.runtime.MockCallArgs) -> Any:
-        answer = original(args)
-        return answer[0] if isinstance(answer, tuple) else answer
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(pulumi_mocks.MOCKS, "call", call)
-        yield
 
 
 def build(resolved: dict[str, Any] | None = None, **overrides: Any) -> RecordingMocks:

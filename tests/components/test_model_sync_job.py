@@ -21,7 +21,6 @@ from components.model_sync_job import (
 from tests import pulumi_mocks
 from tests.ecs_schema import assert_valid_container_definitions
 from tests.pulumi_mocks import ACCOUNT, RecordingMocks, run
-from tests.test_stack_dev import _mock_fixes  # noqa: F401  (autouse: role/cluster ARNs)
 
 CLUSTER_ARN = f"arn:aws:ecs:us-east-1:{ACCOUNT}:cluster/inference"
 IMAGE = f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/onnx:4f2a9c1"

@@ -114,27 +114,15 @@ def _quota_handler(values: dict[str, float]) -> Any:
 
 def _run_wrapper(values: dict[str, float], demands: list[Demand], **kwargs: Any) -> Any:
     mocks = install()
-    mocks.call_handlers[QUOTA_TOKEN] = _quota_handler(values)
-    # RecordingMocks.call answers (outputs, None); pulumi's mock monitor iterates the second
-    # item of a tuple, so answer a bare dict (which it accepts) for this test's invokes.
-    original = mocks.call
-    patch = pytest.MonkeyPatch()
-    patch.setattr(mocks, "call", lambda args: _first(original(args)))
+    mocks.call_handlers[QUOTA_TOKEN] = _quota_handler(values)  # run() would clear it
     box: dict[str, Any] = {}
 
     @pulumi.runtime.test
     def program() -> None:
         box["result"] = check_fargate_quotas(demands, **kwargs)
 
-    try:
-        program()
-    finally:
-        patch.undo()
+    program()
     return box["result"], mocks
-
-
-def _first(answer: Any) -> Any:
-    return answer[0] if isinstance(answer, tuple) else answer
 
 
 def test_wrapper_reads_only_needed_quotas_and_fits() -> None:

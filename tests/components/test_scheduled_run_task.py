@@ -42,21 +42,6 @@ KEY = "aws:kms/key:Key"
 LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _answer_invokes() -> Iterator[None]:
-    """``RecordingMocks.call`` answers ``(result, None)``, which this Pulumi version rejects
-    (it iterates the second item as check failures); answer the dict alone in this module."""
-    original = pulumi_mocks.MOCKS.call
-
-    def call(args: pulumi.runtime.MockCallArgs) -> Any:
-        answer = original(args)
-        return answer[0] if isinstance(answer, tuple) else answer
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(pulumi_mocks.MOCKS, "call", call)
-        yield
-
-
 def make_args(**overrides: Any) -> ScheduledRunTaskArgs:
     values: dict[str, Any] = {
         "cluster_arn": CLUSTER_ARN,
