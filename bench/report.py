@@ -267,6 +267,18 @@ def readme_section(results: Results, chart: str | None) -> str:
         parts.append("")
     if results.get("mlserver_unavailable"):
         parts += [f"MLServer not measured: {results['mlserver_unavailable']}", ""]
+    binary, json_ = (
+        run_of(results, "service", "binary1-c64"),
+        run_of(results, "service", "json1-c64"),
+    )
+    if binary and json_:
+        parts += [
+            f"This service, binary tensors vs JSON (batch 1, {settings['connections']} conn): "
+            f"{binary['requests_s'] / json_['requests_s']:.2f}x the req/s; CPU per request "
+            f"{binary.get('cpu_us_per_request', float('nan')):.0f} µs vs "
+            f"{json_.get('cpu_us_per_request', float('nan')):.0f} µs.",
+            "",
+        ]
     batches = service_batches_markdown(results)
     if batches:
         title = "This service's batching during the measured windows (from `/metrics`):"

@@ -343,7 +343,7 @@ def versions(mlserver_ok: bool) -> dict[str, str]:
         except importlib.metadata.PackageNotFoundError:
             continue
     if mlserver_ok:
-        found["mlserver"] = servers.MLSERVER_VERSION
+        found["mlserver"] = f"{servers.MLSERVER_VERSION} (own venv, onnxruntime {ort_version()})"
     found["wrk"] = (
         subprocess.run([wrk_path() or "wrk", "-v"], capture_output=True, text=True, check=False)
         .stdout.split(" [")[0]
@@ -395,6 +395,14 @@ def _terminate(signum: int, frame: object) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except (payloads.CheckFailed, servers.ServerFailed) as exc:
+        print(f"\nBENCHMARK FAILED: {exc}", file=sys.stderr, flush=True)
+        return 1
+
+
+def _main(argv: list[str] | None) -> int:
     args = parse_args(argv)
     preflight(args)
     signal.signal(signal.SIGTERM, _terminate)
