@@ -28,6 +28,7 @@ from components import scheduled_events as events
 from components import scheduled_iam as iam_statements
 from components.alert_topic import AlertTopic, create_alert_topic
 from components.iam import assume_role_policy, policy_json
+from components.log_router import RETENTION_DAYS
 from components.scheduled_validation import (
     RetryPolicy,
     cluster_name_from_arn,
@@ -45,10 +46,6 @@ from components.state_machine import RunTaskSpec, build_definition
 
 __all__ = ["RetryPolicy", "ScheduledRunTask", "ScheduledRunTaskArgs"]
 
-LOG_RETENTION_DAYS = (
-    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731,
-    1096, 1827, 2192, 2557, 2922, 3288, 3653,
-)  # fmt: skip
 LOG_LEVELS = ("ALL", "ERROR", "FATAL")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -118,10 +115,11 @@ def _validate(args: ScheduledRunTaskArgs) -> None:
         isinstance(args.command, str) or not all(isinstance(c, str) for c in args.command)
     ):
         raise ValueError(f"command {args.command!r} must be a list of strings (exec form)")
-    if args.log_retention_days not in LOG_RETENTION_DAYS:
+    # CloudWatch Logs' values, without LogRouter's 0: execution logs always expire.
+    if args.log_retention_days not in RETENTION_DAYS:
         raise ValueError(
             f"log_retention_days {args.log_retention_days} is not accepted by CloudWatch Logs; "
-            f"use one of {LOG_RETENTION_DAYS}"
+            f"use one of {RETENTION_DAYS}"
         )
     if args.log_level not in LOG_LEVELS:
         raise ValueError(f"log_level {args.log_level!r} must be one of {LOG_LEVELS}")
@@ -324,26 +322,24 @@ class ScheduledRunTask(pulumi.ComponentResource):
             tags=tags,
             opts=child,
         )
-        aws.cloudwatch.EventTarget(
-            f"{name}-task-failed-target",
-            rule=task_rule.name,
-            arn=topic_arn,
-            input_transformer=aws.cloudwatch.EventTargetInputTransformerArgs(
-                input_paths=events.TASK_FAILED_PATHS,
-                input_template=events.task_failed_template(name),
+        for role, rule, paths, template in (
+            ("task-failed", task_rule, events.TASK_FAILED_PATHS, events.task_failed_template),
+            (
+                "runtask-failed",
+                run_task_rule,
+                events.RUN_TASK_FAILED_PATHS,
+                events.run_task_failed_template,
             ),
-            opts=child,
-        )
-        aws.cloudwatch.EventTarget(
-            f"{name}-runtask-failed-target",
-            rule=run_task_rule.name,
-            arn=topic_arn,
-            input_transformer=aws.cloudwatch.EventTargetInputTransformerArgs(
-                input_paths=events.RUN_TASK_FAILED_PATHS,
-                input_template=events.run_task_failed_template(name),
-            ),
-            opts=child,
-        )
+        ):
+            aws.cloudwatch.EventTarget(
+                f"{name}-{role}-target",
+                rule=rule.name,
+                arn=topic_arn,
+                input_transformer=aws.cloudwatch.EventTargetInputTransformerArgs(
+                    input_paths=paths, input_template=template(name)
+                ),
+                opts=child,
+            )
         if alerts is not None:
             # A given topic keeps its owner's policy (a TopicPolicy would replace it); its
             # owner must let these rules publish (rule ARNs are outputs).
