@@ -1,10 +1,12 @@
 """``python -m bench``: one run that measures this service against its peers on one machine.
 
-Order: generate the MLP into a temp dir; measure the in-process ONNX Runtime limit; then for
-each server (this service, the naive FastAPI server, MLServer with adaptive batching) start it
-pinned to one CPU, check its answers against ONNX Runtime, and load it with wrk from another
-CPU, scenario by scenario. Finally print the table and the target verdicts and write
-bench/results.json, bench/README.md (results section) and bench/results.png.
+Order: generate the MLP into a temp dir; measure the in-process ONNX Runtime limit; start every
+server (this service, the naive FastAPI server, MLServer with adaptive batching once per
+``max_batch_time`` tried), each pinned to the same CPU, and check its answers against ONNX
+Runtime; then run the scenarios in turn, each on every server back to back (idle servers cost
+nothing), so that other work on the machine hits all servers alike; measure the in-process limit
+again; print the table and the target verdicts and write bench/results.json, the results
+section of bench/README.md and bench/results.png.
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
@@ -72,7 +73,6 @@ class Progress:
         self.left_s = total_s
         self.steps = steps
         self.step = 0
-        self.started = time.monotonic()
 
     def __call__(self, what: str, cost_s: float) -> None:
         self.step += 1
@@ -158,7 +158,7 @@ def batching_stats(before: dict[str, float], after: dict[str, float], seconds: f
 
 
 @dataclass
-class Target:
+class Contender:
     """A running server under test: ``kind`` is service/naive/mlserver, ``note`` its variant."""
 
     kind: str
@@ -199,14 +199,14 @@ class Bench:
         make: Callable[[], servers.Server],
         note: str = "",
         batch_time: float | None = None,
-    ) -> Target:
+    ) -> Contender:
         """Start a server (stopped when ``stack`` closes) and check its answers."""
         label = kind + (f" ({note})" if note else "")
         self.progress(
             f"start {label} on CPU {self.args.server_cpu}, check its answers",
             SERVER_START_S[kind] + CHECK_S,
         )
-        target = Target(kind, stack.enter_context(make()), note, batch_time)
+        target = Contender(kind, stack.enter_context(make()), note, batch_time)
         diff = max(
             payloads.check_answer(label, target.server.port, self.bodies[b])
             for b in self.bodies_for(kind)
@@ -216,7 +216,7 @@ class Bench:
         print(f"      answers match ONNX Runtime (max |diff| {diff:.2g})", flush=True)
         return target
 
-    def load(self, target: Target, scenario: Scenario, round_: int) -> dict[str, Any]:
+    def load(self, target: Contender, scenario: Scenario, round_: int) -> dict[str, Any]:
         """Warm-up, then the measured window; the service's batching counters around it."""
         args, server = self.args, target.server
         self.progress(
@@ -261,15 +261,15 @@ class Bench:
         )
         return row
 
-    def measure(self, targets: list[Target]) -> float | None:
+    def measure(self, contenders: list[Contender]) -> float | None:
         """Every round runs the scenarios in turn, each on every server back to back, so load
         from elsewhere on the machine hits all servers alike. MLServer runs every batch-time
         variant on the headline; the best of the first round serves the other scenarios."""
-        best: Target | None = None
-        variants = [t for t in targets if t.kind == "mlserver"]
+        best: Contender | None = None
+        variants = [t for t in contenders if t.kind == "mlserver"]
         for round_ in range(self.args.repeat):
             for scenario in self.scenarios:
-                for target in targets:
+                for target in contenders:
                     if target.kind not in scenario.servers:
                         continue
                     headline = scenario is self.scenarios[0]
@@ -422,7 +422,7 @@ def _main(argv: list[str] | None) -> int:
         cpu, model = args.server_cpu, bench.model
         limits = [inprocess_limit(bench, "before the servers start")]
         with ExitStack() as stack:
-            targets = [
+            contenders = [
                 bench.start(
                     stack,
                     "service",
@@ -440,8 +440,9 @@ def _main(argv: list[str] | None) -> int:
                         cpu,
                         t,
                     )
-                    targets.append(bench.start(stack, "mlserver", make, f"max_batch_time {t} s", t))
-            best_time = bench.measure(targets)
+                    note = f"max_batch_time {t} s"
+                    contenders.append(bench.start(stack, "mlserver", make, note, t))
+            best_time = bench.measure(contenders)
             print("stopping the servers", flush=True)
         limits.append(inprocess_limit(bench, "after the servers stopped"))
         results = collect(args, bench, limits, best_time, unavailable, load_before)
