@@ -7,8 +7,6 @@ something.
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from components.ecs_service import (
@@ -18,6 +16,7 @@ from components.ecs_service import (
     app_container_definition,
 )
 from components.fargate_service import fargate_placement
+from tests.components.helpers import container_definitions
 from tests.components.test_ecs_service import deploy, service_args
 from tests.ecs_schema import (
     assert_valid_container_definitions,
@@ -78,16 +77,14 @@ def test_checker_reports_typos_types_enums_and_required_members(
 # -- what we emit --------------------------------------------------------------------------------
 def test_fargate_task_definition_matches_ecs_api() -> None:
     mocks, _ = deploy()
-    task = mocks.one("aws:ecs/taskDefinition:TaskDefinition")
-    definitions = json.loads(task.inputs["containerDefinitions"])
+    definitions = container_definitions(mocks)
     assert [d["name"] for d in definitions] == ["app", "log-router"]
     assert_valid_container_definitions(definitions)
 
 
 def test_read_only_variant_matches_ecs_api() -> None:
     mocks, _ = deploy(service_args(settings=ServiceSettings(enable_execute_command=False)))
-    task = mocks.one("aws:ecs/taskDefinition:TaskDefinition")
-    assert_valid_container_definitions(json.loads(task.inputs["containerDefinitions"]))
+    assert_valid_container_definitions(container_definitions(mocks))
 
 
 def test_every_optional_app_field_matches_ecs_api() -> None:

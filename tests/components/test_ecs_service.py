@@ -27,10 +27,10 @@ from components.ecs_service import (
 from components.efs_model_store import EfsModelStore, EfsModelStoreArgs
 from components.fargate_service import fargate_placement
 from components.log_router import LogRouter, LogRouterArgs
+from tests.components.helpers import ROLE_POLICY, by_sid, containers, policy_statements
 from tests.ecs_schema import assert_valid_container_definitions
-from tests.pulumi_mocks import Recorded, RecordingMocks, run
+from tests.pulumi_mocks import ACCOUNT, Recorded, RecordingMocks, run
 
-ACCOUNT = "123456789012"
 CLUSTER_ARN = f"arn:aws:ecs:us-east-1:{ACCOUNT}:cluster/inference"
 APP_IMAGE = f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/onnx-service:abc123"
 ROUTER_IMAGE = f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/log-router:abc123"
@@ -85,15 +85,6 @@ def deploy(
         )
 
     return run(program), options
-
-
-def containers(mocks: RecordingMocks) -> dict[str, dict]:
-    task = mocks.one("aws:ecs/taskDefinition:TaskDefinition")
-    return {c["name"]: c for c in json.loads(task.inputs["containerDefinitions"])}
-
-
-def policy_of(mocks: RecordingMocks, name: str) -> dict:
-    return json.loads(mocks.one("aws:iam/rolePolicy:RolePolicy", name).inputs["policy"])
 
 
 def rules_of(mocks: RecordingMocks, type_: str, sg_id: str) -> list[Recorded]:
@@ -464,20 +455,20 @@ def test_requests_policy_can_be_turned_off() -> None:
 # -- IAM ----------------------------------------------------------------------------------------
 def test_task_role_has_efs_log_router_and_ecs_exec_statements_only() -> None:
     mocks, _ = deploy()
-    statements = policy_of(mocks, "svc-task-policy")["Statement"]
-    by_sid = {s["Sid"]: s for s in statements}
-    efs = by_sid["ModelStoreRead"]
+    task_statements = policy_statements(mocks, ROLE_POLICY, "svc-task-policy")
+    sids = by_sid(task_statements)
+    efs = sids["ModelStoreRead"]
     assert efs["Action"] == ["elasticfilesystem:ClientMount"]  # read-only: no ClientWrite
     assert efs["Resource"] == f"arn:aws:efs:us-east-1:{ACCOUNT}:models-fs"
-    assert {"LogRouterErrorLogGroup", "LogRouterArchive"} <= set(by_sid)
-    exec_stmt = next(s for s in statements if s.get("Sid") == "EcsExec")
+    assert {"LogRouterErrorLogGroup", "LogRouterArchive"} <= set(sids)
+    exec_stmt = next(s for s in task_statements if s.get("Sid") == "EcsExec")
     assert sorted(exec_stmt["Action"]) == [
         "ssmmessages:CreateControlChannel",
         "ssmmessages:CreateDataChannel",
         "ssmmessages:OpenControlChannel",
         "ssmmessages:OpenDataChannel",
     ]
-    assert len(statements) == 4
+    assert len(task_statements) == 4
     role = json.loads(mocks.one("aws:iam/role:Role", "svc-task-role").inputs["assumeRolePolicy"])
     (trust,) = role["Statement"]
     assert trust["Principal"] == {"Service": "ecs-tasks.amazonaws.com"}
@@ -487,21 +478,21 @@ def test_task_role_has_efs_log_router_and_ecs_exec_statements_only() -> None:
 
 def test_no_ecs_exec_permissions_without_ecs_exec() -> None:
     mocks, _ = deploy(service_args(settings=ServiceSettings(enable_execute_command=False)))
-    actions = json.dumps(policy_of(mocks, "svc-task-policy"))
+    actions = json.dumps(policy_statements(mocks, ROLE_POLICY, "svc-task-policy"))
     assert "ssmmessages" not in actions
 
 
 def test_execution_role_pulls_only_used_repositories_and_writes_router_logs() -> None:
     mocks, _ = deploy()
-    statements = {s["Sid"]: s for s in policy_of(mocks, "svc-execution-policy")["Statement"]}
-    assert statements["EcrPull"]["Resource"] == [
+    execution = by_sid(policy_statements(mocks, ROLE_POLICY, "svc-execution-policy"))
+    assert execution["EcrPull"]["Resource"] == [
         f"arn:aws:ecr:us-east-1:{ACCOUNT}:repository/log-router",
         f"arn:aws:ecr:us-east-1:{ACCOUNT}:repository/onnx-service",
     ]
-    assert statements["RouterLogs"]["Resource"] == (
+    assert execution["RouterLogs"]["Resource"] == (
         f"arn:aws:logs:us-east-1:{ACCOUNT}:log-group:{ROUTER_LOG_GROUP}:*"
     )
-    assert statements["EcrAuth"]["Action"] == "ecr:GetAuthorizationToken"
+    assert execution["EcrAuth"]["Action"] == "ecr:GetAuthorizationToken"
     role = mocks.one("aws:iam/role:Role", "svc-execution-role").inputs
     (trust,) = json.loads(role["assumeRolePolicy"])["Statement"]
     assert trust["Principal"] == {"Service": "ecs-tasks.amazonaws.com"}
@@ -528,7 +519,7 @@ def test_notifications_topic_rules_and_policy() -> None:
     key = mocks.one("aws:kms/key:Key")
     assert topic.inputs["kmsMasterKeyId"] == f"arn:aws:kms:us-east-1:{ACCOUNT}:{key.name}"
     assert key.inputs["enableKeyRotation"] is True
-    key_statements = json.loads(key.inputs["policy"])["Statement"]
+    key_statements = policy_statements(mocks, "aws:kms/key:Key")
     events = next(
         s for s in key_statements if s["Principal"] == {"Service": "events.amazonaws.com"}
     )
@@ -564,9 +555,7 @@ def test_notifications_topic_rules_and_policy() -> None:
         "svc-notify-task-failed",
     ]
     assert {t.inputs["arn"] for t in targets} == {topic_arn}
-    (statement,) = json.loads(mocks.one("aws:sns/topicPolicy:TopicPolicy").inputs["policy"])[
-        "Statement"
-    ]
+    (statement,) = policy_statements(mocks, "aws:sns/topicPolicy:TopicPolicy")
     assert statement["Principal"] == {"Service": "events.amazonaws.com"}
     assert statement["Action"] == "sns:Publish"
     assert statement["Resource"] == topic_arn

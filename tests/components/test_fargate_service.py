@@ -19,6 +19,7 @@ from components.fargate_service import (
 from components.fargate_sizes import FARGATE_MEMORY_BY_CPU, validate_fargate_size
 from components.log_router import LogRouter, LogRouterArgs
 from tests import pulumi_mocks
+from tests.components.helpers import container_definitions, containers
 from tests.components.test_ecs_service import APP_IMAGE, NETWORK, ROUTER_IMAGE
 from tests.ecs_schema import assert_valid_container_definitions
 from tests.pulumi_mocks import ACCOUNT, RecordingMocks, run
@@ -58,10 +59,10 @@ def test_default_is_two_vcpu_four_gib_linux_x86_on_fargate() -> None:
     svc = mocks.one(SERVICE).inputs
     assert svc["launchType"] == "FARGATE"
     assert svc["platformVersion"] == "LATEST"
-    app = next(c for c in json.loads(task["containerDefinitions"]) if c["name"] == "app")
+    app = containers(mocks)["app"]
     assert {"name": "EXECUTION_PROVIDER", "value": "cpu"} in app["environment"]
     assert app["stopTimeout"] <= 120
-    assert_valid_container_definitions(json.loads(task["containerDefinitions"]))
+    assert_valid_container_definitions(container_definitions(mocks))
 
 
 def test_arm64_and_other_valid_sizes_are_passed_through() -> None:

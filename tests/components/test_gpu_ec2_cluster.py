@@ -27,6 +27,7 @@ from components.gpu_instance_types import gpu_task_size, instance_shape, schedul
 from components.gpu_user_data import ecs_agent_config
 from components.log_router import LogRouter, LogRouterArgs
 from tests import pulumi_mocks
+from tests.components.helpers import container_definitions, containers
 from tests.ecs_schema import assert_valid_container_definitions
 from tests.pulumi_mocks import ACCOUNT, Recorded, RecordingMocks, run
 
@@ -187,12 +188,6 @@ def physical_name(recorded: Recorded) -> str:
 def user_data_lines(mocks: RecordingMocks) -> list[str]:
     encoded = mocks.one(LT).inputs["userData"]
     return base64.b64decode(encoded).decode().splitlines()
-
-
-def app_container(mocks: RecordingMocks) -> dict[str, Any]:
-    task_def = mocks.one("aws:ecs/taskDefinition:TaskDefinition")
-    containers = json.loads(task_def.inputs["containerDefinitions"])
-    return next(c for c in containers if c["name"] == "app")
 
 
 # -- launch template ------------------------------------------------------------------------------
@@ -540,7 +535,7 @@ def test_gpu_task_definition(gpu_service: RecordingMocks) -> None:
 
 
 def test_gpu_container_definition(gpu_service: RecordingMocks) -> None:
-    app = app_container(gpu_service)
+    app = containers(gpu_service)["app"]
     assert app["resourceRequirements"] == [{"type": "GPU", "value": "1"}]
     env = {e["name"]: e["value"] for e in app["environment"]}
     assert env["NVIDIA_DRIVER_CAPABILITIES"] == "all"
@@ -550,15 +545,12 @@ def test_gpu_container_definition(gpu_service: RecordingMocks) -> None:
         {"sourceVolume": "models", "containerPath": "/models", "readOnly": True}
     ]
     assert app["logConfiguration"]["logDriver"] == "awsfirelens"
-    containers = json.loads(
-        gpu_service.one("aws:ecs/taskDefinition:TaskDefinition").inputs["containerDefinitions"]
-    )
-    assert [c["name"] for c in containers] == ["app", "log-router"]
+    assert [c["name"] for c in container_definitions(gpu_service)] == ["app", "log-router"]
 
 
 def test_gpu_count_comes_from_args() -> None:
     mocks = run(with_service({"instance_type": "g5.12xlarge", "max_size": 8}, gpu_count=4))
-    assert app_container(mocks)["resourceRequirements"] == [{"type": "GPU", "value": "4"}]
+    assert containers(mocks)["app"]["resourceRequirements"] == [{"type": "GPU", "value": "4"}]
 
 
 def test_gpu_service_uses_the_capacity_provider_and_distinct_instances(
@@ -585,8 +577,7 @@ def test_gpu_service_health_check_on_health(gpu_service: RecordingMocks) -> None
 
 
 def test_gpu_containers_match_the_ecs_api_schema(gpu_service: RecordingMocks) -> None:
-    task_def = gpu_service.one("aws:ecs/taskDefinition:TaskDefinition")
-    assert_valid_container_definitions(json.loads(task_def.inputs["containerDefinitions"]))
+    assert_valid_container_definitions(container_definitions(gpu_service))
 
 
 def test_services_wait_for_the_provider_to_be_attached() -> None:
@@ -642,12 +633,9 @@ def test_gpu_service_with_the_real_model_store_and_log_router() -> None:
         )
 
     mocks = run(program)
-    containers = json.loads(
-        mocks.one("aws:ecs/taskDefinition:TaskDefinition").inputs["containerDefinitions"]
-    )
-    assert_valid_container_definitions(containers)
-    app = next(c for c in containers if c["name"] == "app")
-    assert app["resourceRequirements"] == [{"type": "GPU", "value": "1"}]
-    assert {c["name"] for c in containers} == {"app", "log-router"}
+    assert_valid_container_definitions(container_definitions(mocks))
+    by_name = containers(mocks)
+    assert by_name["app"]["resourceRequirements"] == [{"type": "GPU", "value": "1"}]
+    assert set(by_name) == {"app", "log-router"}
     volume = mocks.one("aws:ecs/taskDefinition:TaskDefinition").inputs["volumes"][0]
     assert volume["efsVolumeConfiguration"]["transitEncryption"] == "ENABLED"

@@ -19,6 +19,7 @@ from components.model_sync_job import (
     parse_s3_url,
 )
 from tests import pulumi_mocks
+from tests.components.helpers import ROLE_POLICY, by_sid, containers, policy_statements
 from tests.ecs_schema import assert_valid_container_definitions
 from tests.pulumi_mocks import ACCOUNT, RecordingMocks, run
 
@@ -62,14 +63,9 @@ def job() -> RecordingMocks:
     return RecordingMocks(resources=list(mocks.resources), calls=list(mocks.calls))
 
 
-def containers(mocks: RecordingMocks) -> dict[str, dict[str, Any]]:
-    task = mocks.one(TASK_DEF, "sync-taskdef").inputs
-    return {c["name"]: c for c in json.loads(task["containerDefinitions"])}
-
-
 def task_statements(mocks: RecordingMocks) -> dict[str, dict[str, Any]]:
-    policy = mocks.one("aws:iam/rolePolicy:RolePolicy", "sync-task-policy").inputs["policy"]
-    return {s.get("Sid", str(i)): s for i, s in enumerate(json.loads(policy)["Statement"])}
+    found = policy_statements(mocks, ROLE_POLICY, "sync-task-policy")
+    return {s.get("Sid", str(i)): s for i, s in enumerate(found)}
 
 
 def run_task_state(mocks: RecordingMocks) -> dict[str, Any]:
@@ -152,7 +148,7 @@ def test_publisher_runs_service_sync_from_the_service_image(job: RecordingMocks)
     assert task["requiresCompatibilities"] == ["FARGATE"]
     assert (task["networkMode"], task["cpu"], task["memory"]) == ("awsvpc", "1024", "4096")
     assert task["family"] == "sync"
-    defs = containers(job)
+    defs = containers(job, "sync-taskdef")
     assert set(defs) == {CONTAINER_NAME, "log-router"}
     sync = defs[CONTAINER_NAME]
     assert sync["image"] == IMAGE
@@ -173,7 +169,7 @@ def test_publisher_runs_service_sync_from_the_service_image(job: RecordingMocks)
 
 
 def test_model_store_is_mounted_read_write_through_the_access_point(job: RecordingMocks) -> None:
-    sync = containers(job)[CONTAINER_NAME]
+    sync = containers(job, "sync-taskdef")[CONTAINER_NAME]
     assert {"sourceVolume": "models", "containerPath": "/models", "readOnly": False} in sync[
         "mountPoints"
     ]
@@ -246,13 +242,12 @@ def test_roles_trust_only_ecs_tasks_of_this_account_and_pull_only_the_images(
         (statement,) = trust["Statement"]
         assert statement["Principal"] == {"Service": "ecs-tasks.amazonaws.com"}
         assert statement["Condition"]["StringEquals"] == {"aws:SourceAccount": ACCOUNT}
-    policy = job.one("aws:iam/rolePolicy:RolePolicy", "sync-execution-policy").inputs["policy"]
-    by_sid = {s["Sid"]: s for s in json.loads(policy)["Statement"]}
-    assert by_sid["EcrPull"]["Resource"] == [
+    execution = by_sid(policy_statements(job, ROLE_POLICY, "sync-execution-policy"))
+    assert execution["EcrPull"]["Resource"] == [
         f"arn:aws:ecr:us-east-1:{ACCOUNT}:repository/onnx",
         f"arn:aws:ecr:us-east-1:{ACCOUNT}:repository/router",
     ]
-    assert by_sid["RouterLogs"]["Resource"].endswith("/log-router:*")
+    assert execution["RouterLogs"]["Resource"].endswith("/log-router:*")
 
 
 # -- network --------------------------------------------------------------------------------------

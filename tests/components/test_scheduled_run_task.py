@@ -22,6 +22,7 @@ from components.scheduled_validation import (
     validate_timezone,
 )
 from tests import pulumi_mocks
+from tests.components.helpers import ROLE_POLICY, by_sid, policy_statements
 from tests.pulumi_mocks import ACCOUNT, REGION, RecordingMocks, run
 
 ECS = f"arn:aws:ecs:{REGION}:{ACCOUNT}"
@@ -33,7 +34,6 @@ EXEC_ROLE = f"arn:aws:iam::{ACCOUNT}:role/reindex-exec"
 SFN = "aws:sfn/stateMachine:StateMachine"
 SCHEDULE = "aws:scheduler/schedule:Schedule"
 ROLE = "aws:iam/role:Role"
-ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
 RULE = "aws:cloudwatch/eventRule:EventRule"
 TARGET = "aws:cloudwatch/eventTarget:EventTarget"
 TOPIC = "aws:sns/topic:Topic"
@@ -68,11 +68,7 @@ def definition(mocks: RecordingMocks) -> dict[str, Any]:
 
 
 def policy(mocks: RecordingMocks, name: str) -> list[dict[str, Any]]:
-    return json.loads(mocks.one(ROLE_POLICY, name).inputs["policy"])["Statement"]
-
-
-def by_sid(statements: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    return {s["Sid"]: s for s in statements}
+    return policy_statements(mocks, ROLE_POLICY, name)
 
 
 @pytest.fixture(scope="module")
@@ -368,14 +364,14 @@ def test_topic_is_encrypted_and_only_these_rules_may_publish(
 ) -> None:
     key = default_stack.one(KEY).inputs
     assert key["enableKeyRotation"] is True
-    key_statements = by_sid(json.loads(key["policy"])["Statement"])
+    key_statements = by_sid(policy_statements(default_stack, KEY))
     events = key_statements["EventBridgePublishesToEncryptedTopic"]
     assert events["Principal"] == {"Service": "events.amazonaws.com"}
     assert set(events["Action"]) == {"kms:GenerateDataKey*", "kms:Decrypt"}
     assert events["Condition"] == {"StringEquals": {"aws:SourceAccount": ACCOUNT}}
     topic = default_stack.one(TOPIC).inputs
     assert topic["kmsMasterKeyId"] == f"arn:aws:kms:{REGION}:{ACCOUNT}:nightly-alerts-key"
-    (statement,) = json.loads(default_stack.one(TOPIC_POLICY).inputs["policy"])["Statement"]
+    (statement,) = policy_statements(default_stack, TOPIC_POLICY)
     assert statement["Principal"] == {"Service": "events.amazonaws.com"}
     assert statement["Action"] == "sns:Publish"
     assert statement["Condition"] == {
