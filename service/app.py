@@ -121,7 +121,13 @@ def create_app(settings: Settings, scheduler: Scheduler | None = None) -> FastAP
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        loader = threading.Thread(target=registry.sync, name="model-loader", daemon=True)
+        def initial_load() -> None:
+            try:
+                registry.sync()
+            except Exception:  # one JSON record, not a bare traceback on stderr
+                log.exception("initial model load failed")
+
+        loader = threading.Thread(target=initial_load, name="model-loader", daemon=True)
         loader.start()
         poller = None
         if settings.model_poll_interval_s > 0:

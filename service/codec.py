@@ -64,7 +64,7 @@ def _shape(tensor: dict[str, Any], name: str) -> tuple[int, ...]:
 
 def _datatype(tensor: dict[str, Any], name: str) -> str:
     datatype = tensor.get("datatype")
-    if datatype not in V2_TO_NUMPY:
+    if not isinstance(datatype, str) or datatype not in V2_TO_NUMPY:
         raise InvalidInput(
             f"input '{name}': unknown datatype {datatype!r}; accepted datatypes: {SUPPORTED}"
         )

@@ -68,16 +68,46 @@ def _fingerprint(path: Path) -> tuple[int, int] | None:
     return stat.st_mtime_ns, stat.st_size
 
 
-def scan(root: Path) -> dict[str, dict[int, Path]]:
-    """Find ``<model>/<version>/model.onnx`` under ``root``; hidden and non-numeric are skipped."""
+def _reason(exc: OSError) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+ROOT = ""  # in ``unreadable``: the model directory itself could not be listed
+
+
+def scan(root: Path, unreadable: set[str] | None = None) -> dict[str, dict[int, Path]]:
+    """Find ``<model>/<version>/model.onnx`` under ``root``; hidden and non-numeric are skipped.
+
+    A folder that cannot be listed (permissions, a failing mount) is logged with the reason and
+    its model name (``ROOT`` for ``root`` itself) added to ``unreadable``; it never stops the
+    other models from being found.
+    """
     found: dict[str, dict[int, Path]] = {}
+    unreadable = set() if unreadable is None else unreadable
     if not root.is_dir():
         return found
-    for model_dir in sorted(root.iterdir()):
+    try:
+        model_dirs = sorted(root.iterdir())
+    except OSError as exc:
+        log.error(
+            "model directory cannot be read", extra={"path": str(root), "reason": _reason(exc)}
+        )
+        unreadable.add(ROOT)
+        return found
+    for model_dir in model_dirs:
         if model_dir.name.startswith(".") or not model_dir.is_dir():
             continue
+        try:
+            version_dirs = list(model_dir.iterdir())
+        except OSError as exc:
+            log.error(
+                "model folder cannot be read",
+                extra={"model": model_dir.name, "path": str(model_dir), "reason": _reason(exc)},
+            )
+            unreadable.add(model_dir.name)
+            continue
         versions: dict[int, Path] = {}
-        for version_dir in model_dir.iterdir():
+        for version_dir in version_dirs:
             if version_dir.name.startswith(".") or not version_dir.is_dir():
                 continue
             if not version_dir.name.isdigit() or int(version_dir.name) < 1:
@@ -120,8 +150,8 @@ class ModelRegistry:
         fingerprint = _fingerprint(path)
         started = time.perf_counter()
         try:
-            if fingerprint is None:
-                raise FileNotFoundError(f"{path} does not exist")
+            with path.open("rb"):  # FileNotFoundError / PermissionError, in the OS's words
+                pass
             loaded = self._loader(model, version, path)
             warm_s = loaded.warmup() if self._warmup else 0.0
         except Exception as exc:
@@ -152,17 +182,22 @@ class ModelRegistry:
         """
         report = SyncReport()
         with self._write_lock:
-            on_disk = scan(self.root)
-            if not self.root.is_dir():
-                log.error("model directory does not exist", extra={"path": str(self.root)})
-            names = set(on_disk) | set(self._models)
-            if only is not None:
-                names &= only
-            for name in sorted(names):
-                if name in self._disabled and only is None:
-                    continue
-                self._sync_model(name, on_disk.get(name, {}), report)
-            self.initial_load_done = True
+            try:
+                unreadable: set[str] = set()
+                on_disk = scan(self.root, unreadable)
+                if not self.root.is_dir():
+                    log.error("model directory does not exist", extra={"path": str(self.root)})
+                names = set(on_disk) | set(self._models)
+                # What cannot be read now is not gone: keep serving it, look again next poll.
+                names = set() if ROOT in unreadable else names - unreadable
+                if only is not None:
+                    names &= only
+                for name in sorted(names):
+                    if name in self._disabled and only is None:
+                        continue
+                    self._sync_model(name, on_disk.get(name, {}), report)
+            finally:
+                self.initial_load_done = True  # ready/not-ready is decided, never "loading" forever
         if report.changed:
             log.info(
                 "model repository synchronised",
