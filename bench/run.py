@@ -229,9 +229,10 @@ class Bench:
         run_wrk(url, script, scenario.connections, args.warmup, args.client_cpu)
         counters = target.kind == "service"
         before = service_counters(server) if counters else {}
-        cpu_before = server.cpu_seconds()
+        cpu_before, busy_before = server.cpu_seconds(), servers.cpu_busy_seconds(args.server_cpu)
         result = run_wrk(url, script, scenario.connections, args.duration, args.client_cpu)
         cpu_s = server.cpu_seconds() - cpu_before
+        busy_s = servers.cpu_busy_seconds(args.server_cpu) - busy_before
         after = service_counters(server) if counters else {}
         server.assert_alive()
         rows = self.bodies[scenario.body].rows
@@ -249,6 +250,8 @@ class Bench:
             # work on the machine) and as a share of its CPU (below ~0.95: it was not alone)
             "cpu_us_per_request": 1e6 * cpu_s / max(1, result.requests),
             "cpu_share": cpu_s / result.seconds,
+            # the rest of the server CPU's busy time: other processes, interrupts, the host
+            "others_share": max(0.0, busy_s - cpu_s) / result.seconds,
         }
         if counters:
             row["batching"] = batching_stats(before, after, result.seconds)
@@ -256,7 +259,8 @@ class Bench:
         print(
             f"      {result.requests_s:,.0f} req/s, p50 {result.p50_ms:.2f} ms, "
             f"p99 {result.p99_ms:.2f} ms, {result.errors} errors; server CPU "
-            f"{row['cpu_us_per_request']:.0f} µs/request, {100 * row['cpu_share']:.0f}% busy",
+            f"{row['cpu_us_per_request']:.0f} µs/request; CPU {args.server_cpu} "
+            f"{100 * row['cpu_share']:.0f}% this server, {100 * row['others_share']:.0f}% others",
             flush=True,
         )
         return row

@@ -170,6 +170,18 @@ def group_cpu_seconds(pgid: int) -> float:
     return total / _TICKS
 
 
+def cpu_busy_seconds(cpu: int) -> float:
+    """Busy time of one CPU so far, whoever used it (user, nice, system, irq, softirq, steal)."""
+    with open("/proc/stat") as f:
+        for line in f:
+            if line.startswith(f"cpu{cpu} "):
+                user, nice, system, _idle, _iowait, irq, softirq, steal = map(
+                    int, line.split()[1:9]
+                )
+                return (user + nice + system + irq + softirq + steal) / _TICKS
+    raise ValueError(f"no CPU {cpu} in /proc/stat")
+
+
 def service(model_dir: Path, log: Path, cpu: int) -> Server:
     """This project's service, as `python -m service` runs it in the container."""
     return Server(
