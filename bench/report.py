@@ -385,6 +385,7 @@ def main(argv: list[str] | None = None) -> None:
     """Re-render README section and chart from a results.json."""
     path = Path((argv or sys.argv[1:] or ["bench/results.json"])[0])
     results = json.loads(path.read_text())
+    results["targets"] = evaluate_targets(results)
     chart = write_chart(results, path.parent / "results.png")
     write_readme(path.parent / "README.md", readme_section(results, chart))
     print_report(results)
