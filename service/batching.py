@@ -1,9 +1,9 @@
 """Dynamic batching: concurrent requests to one model version are combined into one ORT run.
 
-Each version gets a bounded queue and ``instance_count`` workers (Triton's instance groups). A
-free worker takes the oldest request plus every queued request with the same non-batch shapes and
-dtypes, up to ``max_batch_size`` rows, runs them as one batch in a thread (ORT releases the GIL)
-and hands each request its slice of the outputs.
+Each version gets a bounded queue and ``instance_count`` worker threads (Triton's instance
+groups). A free worker takes the oldest request plus every queued request with the same
+non-batch shapes and dtypes, up to ``max_batch_size`` rows, runs them as one batch (ORT releases
+the GIL) and hands each request its slice of the outputs.
 
 Latency when idle: a worker never waits for a batch to fill when the model was idle. It waits up
 to ``max_queue_delay_us`` for more requests only while traffic is flowing (its previous batch
@@ -16,11 +16,13 @@ latency grow without bound.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import threading
 import time
 from collections import deque
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -47,66 +49,73 @@ def batch_key(feeds: dict[str, np.ndarray]) -> tuple:
 
 
 class VersionQueue:
-    """The queue and workers of one model version."""
+    """The queue and worker threads of one model version.
 
-    def __init__(
-        self,
-        model: ModelVersion,
-        config: BatchingConfig,
-        executor: ThreadPoolExecutor,
-        metrics: Metrics,
-    ) -> None:
+    Workers are threads, not event-loop tasks: under overload an event-loop iteration can take
+    tens of milliseconds of request parsing, and a worker that got one turn per iteration would
+    run the model that rarely. A thread runs the next batch the moment the previous one ends and
+    hands results back with one ``call_soon_threadsafe`` per batch.
+    """
+
+    def __init__(self, model: ModelVersion, config: BatchingConfig, metrics: Metrics) -> None:
         self.model = model
         self.config = config
         self.batching = config.batching and model.batchable
-        self._executor = executor
         self._items: deque[_Pending] = deque()
-        self._wakeup = asyncio.Event()
+        self._cond = threading.Condition()
         self._closing = False
         self._last_finish = 0.0
         self._delay_s = config.max_queue_delay_us / 1e6
+        self._loop = asyncio.get_running_loop()
         label = model.name
         self._batch_size = metrics.batch_size.labels(label)
         self._queue_time = metrics.queue_time.labels(label)
         self._exec_time = metrics.execution_time.labels(label)
-        loop = asyncio.get_running_loop()
-        self._workers = [loop.create_task(self._worker()) for _ in range(config.instance_count)]
+        self._workers = [
+            threading.Thread(
+                target=self._worker, name=f"batch-{model.name}-{model.version}-{i}", daemon=True
+            )
+            for i in range(config.instance_count)
+        ]
+        for worker in self._workers:
+            worker.start()
 
     def submit(self, feeds: dict[str, np.ndarray]) -> asyncio.Future:
-        if len(self._items) >= self.config.max_queue_size:
-            raise ServerBusy(
-                f"model '{self.model.name}' queue is full ({self.config.max_queue_size} "
-                "requests waiting); retry later",
-                retry_after_s=1,
-            )
-        future = asyncio.get_running_loop().create_future()
+        future = self._loop.create_future()
         if self.batching:
-            rows = next(iter(feeds.values())).shape[0]
-            self._items.append(_Pending(feeds, rows, batch_key(feeds), future))
+            item = _Pending(feeds, next(iter(feeds.values())).shape[0], batch_key(feeds), future)
         else:
-            self._items.append(_Pending(feeds, 1, None, future))
-        self._wakeup.set()
+            item = _Pending(feeds, 1, None, future)
+        with self._cond:
+            if len(self._items) >= self.config.max_queue_size:
+                raise ServerBusy(
+                    f"model '{self.model.name}' queue is full ({self.config.max_queue_size} "
+                    "requests waiting); retry later",
+                    retry_after_s=1,
+                )
+            self._items.append(item)
+            self._cond.notify()
         return future
 
     def close(self) -> None:
         """Finish what is queued, then stop the workers."""
-        self._closing = True
-        self._wakeup.set()
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
 
-    async def _worker(self) -> None:
+    def _worker(self) -> None:
         while True:
-            while not self._items:
-                if self._closing:
-                    return
-                self._wakeup.clear()
-                await self._wakeup.wait()
-            batch, rows = self._take()
-            if not batch:
-                continue
-            if self._should_wait(rows):
-                await asyncio.sleep(self._delay_s)
-                rows = self._take_more(batch, rows)
-            await self._execute(batch, rows)
+            with self._cond:
+                while not self._items:
+                    if self._closing:
+                        return
+                    self._cond.wait()
+                batch, rows = self._take()
+                if batch and self._should_wait(rows):
+                    self._cond.wait(self._delay_s)  # releases the lock: requests keep coming
+                    rows = self._take_more(batch, rows)
+            if batch:
+                self._execute(batch, rows)
 
     def _should_wait(self, rows: int) -> bool:
         return (
@@ -144,47 +153,58 @@ class VersionQueue:
         self._items.extendleft(reversed(skipped))
         return rows
 
-    async def _execute(self, batch: list[_Pending], rows: int) -> None:
+    def _execute(self, batch: list[_Pending], rows: int) -> None:
         started = time.perf_counter()
         for item in batch:
             self._queue_time.observe(started - item.enqueued)
-        if len(batch) == 1:
-            feeds = batch[0].feeds
-        else:
-            feeds = {
-                name: np.concatenate([item.feeds[name] for item in batch])
-                for name in batch[0].feeds
-            }
-        loop = asyncio.get_running_loop()
         try:
-            outputs = await loop.run_in_executor(self._executor, self.model.run, feeds, None)
+            if len(batch) == 1:
+                feeds = batch[0].feeds
+            else:
+                feeds = {
+                    name: np.concatenate([item.feeds[name] for item in batch])
+                    for name in batch[0].feeds
+                }
+            outputs = self.model.run(feeds)
         except Exception as exc:
-            for item in batch:
-                if not item.future.done():
-                    item.future.set_exception(exc)
-            return
-        finally:
             self._last_finish = time.perf_counter()
+            self._deliver(_fail, batch, exc)
+            return
+        self._last_finish = time.perf_counter()
         self._exec_time.observe(self._last_finish - started)
         self._batch_size.observe(rows)
         if len(batch) == 1:
-            if not batch[0].future.done():
-                batch[0].future.set_result(outputs)
+            self._deliver(_resolve, batch, [outputs])
             return
-        offset = 0
+        results, offset = [], 0
         for item in batch:
             end = offset + item.rows
-            if not item.future.done():
-                item.future.set_result([out[offset:end] for out in outputs])
+            results.append([out[offset:end] for out in outputs])
             offset = end
+        self._deliver(_resolve, batch, results)
+
+    def _deliver(self, fn: Any, batch: list[_Pending], payload: Any) -> None:
+        with contextlib.suppress(RuntimeError):  # loop closed: the server is gone, nobody waits
+            self._loop.call_soon_threadsafe(fn, batch, payload)
+
+
+def _resolve(batch: list[_Pending], results: list[list[np.ndarray]]) -> None:
+    for item, result in zip(batch, results, strict=True):
+        if not item.future.done():
+            item.future.set_result(result)
+
+
+def _fail(batch: list[_Pending], exc: BaseException) -> None:
+    for item in batch:
+        if not item.future.done():
+            item.future.set_exception(exc)
 
 
 class BatchingScheduler:
     """Routes each request to its version's queue, creating queues on first use."""
 
-    def __init__(self, metrics: Metrics, threads: int = 64) -> None:
+    def __init__(self, metrics: Metrics) -> None:
         self._metrics = metrics
-        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="ort")
         self._queues: dict[ModelVersion, VersionQueue] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -192,7 +212,7 @@ class BatchingScheduler:
         queue = self._queues.get(model)
         if queue is None:
             self._loop = asyncio.get_running_loop()
-            queue = VersionQueue(model, model.batching, self._executor, self._metrics)
+            queue = VersionQueue(model, model.batching, self._metrics)
             self._queues[model] = queue
         return queue
 
@@ -219,4 +239,3 @@ class BatchingScheduler:
         for queue in self._queues.values():
             queue.close()
         self._queues.clear()
-        self._executor.shutdown(wait=False, cancel_futures=True)
