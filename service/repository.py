@@ -213,6 +213,12 @@ class ModelRegistry:
             if record is not None and record.fingerprint == _fingerprint(path):
                 continue  # unchanged (ready, or failed for the same file: no retry storm)
             new = self._load(name, version, path)
+            if new.state is not State.READY and record is not None and record.loaded is not None:
+                # A serving version whose files changed or became unreadable and does not load
+                # again keeps serving what it loaded; the next change of the file is retried.
+                record.fingerprint, record.reason = new.fingerprint, new.reason
+                report.failed.append(f"{name}/{version}")
+                continue
             updated[version] = new
             (report.loaded if new.state is State.READY else report.failed).append(
                 f"{name}/{version}"

@@ -129,3 +129,18 @@ def test_server_with_one_good_and_one_corrupt_model(tmp_path: Path) -> None:
 
 def test_states_enum_values() -> None:
     assert State.READY.value == "READY" and State.UNAVAILABLE.value == "UNAVAILABLE"
+
+
+def test_serving_version_that_fails_to_reload_keeps_serving(tmp_path: Path) -> None:
+    path = write_model(tmp_path / "m" / "1" / "model.onnx", scale_model(2))
+    registry = _registry(tmp_path)
+    registry.sync()
+    serving_now = registry.get("m")
+    path.write_bytes(b"replaced in place by something broken")
+    report = registry.sync()
+    assert report.failed == ["m/1"]
+    assert registry.get("m") is serving_now
+    (entry,) = registry.index()
+    assert entry["state"] == "READY"  # still serving the version it had loaded
+    assert "Protobuf parsing failed" in entry["reason"]  # and says why the reload failed
+    assert not registry.sync().changed  # the same broken file is not retried every poll
