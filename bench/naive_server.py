@@ -1,8 +1,10 @@
 """The naive peer: FastAPI + ONNX Runtime the way a typical tutorial writes it.
 
-A pydantic request model, a plain ``def`` endpoint (FastAPI runs it in its thread pool), one
-``session.run`` per request, and a JSON response built with ``.tolist()``. Request and response
-are shaped like the Open Inference Protocol so the benchmark sends every server the same body.
+A pydantic request model, one ``session.run`` per request, and a JSON response built with
+``.tolist()``. Tutorials write the endpoint either as a plain ``def`` (FastAPI runs it in its
+thread pool) or as ``async def`` (it runs on the event loop and blocks it while the model runs);
+``NAIVE_ASYNC=1`` picks the second, and the bench measures both. Request and response are shaped
+like the Open Inference Protocol so the benchmark sends every server the same body.
 Run: ``MODEL_PATH=... uvicorn bench.naive_server:app --no-access-log``.
 """
 
@@ -42,8 +44,7 @@ def ready() -> dict:
     return {"ready": True}
 
 
-@app.post("/v2/models/{model_name}/infer")
-def infer(model_name: str, request: InferRequest) -> dict:
+def predict(model_name: str, request: InferRequest) -> dict:
     tensor = request.inputs[0]
     x = np.array(tensor.data, dtype=np.float32).reshape(tensor.shape)
     outputs = session.run(output_names, {input_name: x})
@@ -54,3 +55,16 @@ def infer(model_name: str, request: InferRequest) -> dict:
             for name, y in zip(output_names, outputs, strict=True)
         ],
     }
+
+
+if os.environ.get("NAIVE_ASYNC") == "1":
+
+    @app.post("/v2/models/{model_name}/infer")
+    async def infer_async(model_name: str, request: InferRequest) -> dict:
+        return predict(model_name, request)
+
+else:
+
+    @app.post("/v2/models/{model_name}/infer")
+    def infer(model_name: str, request: InferRequest) -> dict:
+        return predict(model_name, request)

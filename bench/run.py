@@ -288,12 +288,13 @@ class Bench:
 
 
 def median_runs(raw: list[dict[str, Any]], batch_time: float | None) -> list[dict[str, Any]]:
-    """One row per (server, scenario): the round with the median req/s (its latencies too)."""
-    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    """One row per (server variant, scenario): the round with the median req/s (and its
+    latencies); of MLServer only the chosen ``max_batch_time``."""
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     for row in raw:
         if row["server"] == "mlserver" and row["max_batch_time_s"] != batch_time:
             continue
-        groups.setdefault((row["server"], row["scenario"]), []).append(row)
+        groups.setdefault((row["server"], row["note"], row["scenario"]), []).append(row)
     runs = []
     for rows in groups.values():
         ordered = sorted(rows, key=lambda r: r["requests_s"])
@@ -324,15 +325,17 @@ def plan(args: argparse.Namespace, bench: Bench, with_mlserver: bool) -> tuple[f
     per_row = args.warmup + args.duration + 1
     kinds = ["service", "naive", *(["mlserver"] if with_mlserver else [])]
     variants = len(args.batch_times) if with_mlserver else 0
-    starts = 2 + variants
+    starts = 3 + variants
     rows = 0
     for scenario in bench.scenarios:
-        rows += sum(1 for k in kinds if k in scenario.servers and k != "mlserver")
+        rows += sum(
+            (2 if k == "naive" else 1) for k in kinds if k in scenario.servers and k != "mlserver"
+        )
         if "mlserver" in kinds and "mlserver" in scenario.servers:
             rows += variants if scenario is bench.scenarios[0] else 1
     rows *= args.repeat
     total = 4 * args.inprocess_seconds + 4
-    total += 2 * (SERVER_START_S["service"] + CHECK_S) + variants * (
+    total += 3 * (SERVER_START_S["service"] + CHECK_S) + variants * (
         SERVER_START_S["mlserver"] + CHECK_S
     )
     total += rows * per_row
@@ -432,8 +435,10 @@ def _main(argv: list[str] | None) -> int:
                     "service",
                     lambda: servers.service(tmp / "models", tmp / "service.log", cpu),
                 ),
-                bench.start(stack, "naive", lambda: servers.naive(model, tmp / "naive.log", cpu)),
             ]
+            for async_endpoint, note in ((False, "def endpoint"), (True, "async def endpoint")):
+                make = partial(servers.naive, model, tmp / f"naive-{async_endpoint}.log", cpu)
+                contenders.append(bench.start(stack, "naive", partial(make, async_endpoint), note))
             if unavailable is None:
                 for t in args.batch_times:
                     make = partial(

@@ -199,8 +199,9 @@ def service(model_dir: Path, log: Path, cpu: int) -> Server:
     )
 
 
-def naive(model_path: Path, log: Path, cpu: int) -> Server:
-    """The tutorial-style FastAPI server (bench/naive_server.py) under plain uvicorn."""
+def naive(model_path: Path, log: Path, cpu: int, async_endpoint: bool = False) -> Server:
+    """The tutorial-style FastAPI server (bench/naive_server.py) under plain uvicorn, with a
+    ``def`` endpoint or (``async_endpoint``) an ``async def`` one."""
     return Server(
         name="naive",
         command=[
@@ -214,7 +215,11 @@ def naive(model_path: Path, log: Path, cpu: int) -> Server:
             "{port}",
             "--no-access-log",
         ],
-        env={"MODEL_PATH": str(model_path), "ORT_INTRA_OP_THREADS": "1"},
+        env={
+            "MODEL_PATH": str(model_path),
+            "ORT_INTRA_OP_THREADS": "1",
+            "NAIVE_ASYNC": "1" if async_endpoint else "0",
+        },
         log=log,
         cpu=cpu,
     )
