@@ -477,6 +477,36 @@ def execution_role_policy(
 
 
 # -- the component --------------------------------------------------------------------------------
+def task_egress(
+    prefix: str,
+    security_group: aws.ec2.SecurityGroup,
+    model_store: ModelStore,
+    opts: pulumi.ResourceOptions,
+) -> None:
+    """What a task that reads models may reach: HTTPS to AWS APIs (ECR, CloudWatch, S3, SSM, via
+    NAT or VPC endpoints) and NFS to the model store; nothing else."""
+    aws.vpc.SecurityGroupEgressRule(
+        f"{prefix}-out-https",
+        security_group_id=security_group.id,
+        ip_protocol="tcp",
+        from_port=443,
+        to_port=443,
+        cidr_ipv4="0.0.0.0/0",
+        description="HTTPS to AWS APIs (ECR, logs, S3, SSM)",
+        opts=opts,
+    )
+    aws.vpc.SecurityGroupEgressRule(
+        f"{prefix}-out-nfs",
+        security_group_id=security_group.id,
+        ip_protocol="tcp",
+        from_port=2049,
+        to_port=2049,
+        referenced_security_group_id=model_store.security_group_id,
+        description="NFS to the model file system",
+        opts=opts,
+    )
+
+
 class InferenceService(pulumi.ComponentResource):
     """Load-balanced ECS service running the inference container (see module docstring)."""
 
@@ -616,27 +646,7 @@ class InferenceService(pulumi.ComponentResource):
             description="from the inference ALB only",
             opts=child,
         )
-        # Out: HTTPS to AWS APIs (ECR, CloudWatch, S3, SSM, via NAT or endpoints) and NFS to EFS.
-        aws.vpc.SecurityGroupEgressRule(
-            f"{name}-task-out-https",
-            security_group_id=task_sg.id,
-            ip_protocol="tcp",
-            from_port=443,
-            to_port=443,
-            cidr_ipv4="0.0.0.0/0",
-            description="HTTPS to AWS APIs (ECR, logs, S3, SSM)",
-            opts=child,
-        )
-        aws.vpc.SecurityGroupEgressRule(
-            f"{name}-task-out-nfs",
-            security_group_id=task_sg.id,
-            ip_protocol="tcp",
-            from_port=2049,
-            to_port=2049,
-            referenced_security_group_id=args.model_store.security_group_id,
-            description="NFS to the model file system",
-            opts=child,
-        )
+        task_egress(f"{name}-task", task_sg, args.model_store, child)
         args.model_store.allow_from(f"{name}-tasks", task_sg.id)
         return alb_sg, task_sg
 

@@ -35,6 +35,7 @@ from components.ecs_service import (
     ModelStore,
     execution_role_policy,
     execution_role_trust_policy,
+    task_egress,
     task_role_trust_policy,
 )
 from components.fargate_sizes import validate_architecture, validate_fargate_size
@@ -371,26 +372,7 @@ class ModelSyncJob(pulumi.ComponentResource):
             tags=tags,
             opts=child,
         )
-        aws.vpc.SecurityGroupEgressRule(
-            f"{name}-out-https",
-            security_group_id=security_group.id,
-            ip_protocol="tcp",
-            from_port=443,
-            to_port=443,
-            cidr_ipv4="0.0.0.0/0",
-            description="HTTPS to S3, ECR and CloudWatch",
-            opts=child,
-        )
-        aws.vpc.SecurityGroupEgressRule(
-            f"{name}-out-nfs",
-            security_group_id=security_group.id,
-            ip_protocol="tcp",
-            from_port=2049,
-            to_port=2049,
-            referenced_security_group_id=args.model_store.security_group_id,
-            description="NFS to the model file system",
-            opts=child,
-        )
+        task_egress(name, security_group, args.model_store, child)
         args.model_store.allow_from(name, security_group.id)
         return security_group
 
