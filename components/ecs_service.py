@@ -34,6 +34,7 @@ from components.notifications import ServiceNotifications, ServiceNotificationsA
 
 CONTAINER_NAME = "app"
 PUBLIC_ALB_TAG = "onnx-ecs:role"
+CONTAINER_INSIGHTS = ("enabled", "enhanced", "disabled")
 CONTAINER_PORT = 8000
 APP_USER = "10001:10001"
 MODEL_PATH = "/models"
@@ -477,6 +478,17 @@ def execution_role_policy(
 
 
 # -- the component --------------------------------------------------------------------------------
+def cluster_settings(container_insights: str) -> list[aws.ecs.ClusterSettingArgs]:
+    """Settings of a cluster a component creates; raises on a Container Insights value ECS
+    does not know."""
+    if container_insights not in CONTAINER_INSIGHTS:
+        raise ValueError(
+            f"container_insights {container_insights!r} must be one of "
+            f"{', '.join(CONTAINER_INSIGHTS)}"
+        )
+    return [aws.ecs.ClusterSettingArgs(name="containerInsights", value=container_insights)]
+
+
 def task_egress(
     prefix: str,
     security_group: aws.ec2.SecurityGroup,

@@ -21,10 +21,9 @@ from components.ecs_service import (
     Network,
     Placement,
     ServiceSettings,
+    cluster_settings,
 )
 from components.fargate_sizes import validate_architecture, validate_fargate_size
-
-CONTAINER_INSIGHTS = ("enabled", "enhanced", "disabled")
 
 
 def fargate_placement(cpu: int, memory: int, architecture: str = "X86_64") -> Placement:
@@ -98,10 +97,7 @@ class FargateInferenceService(pulumi.ComponentResource):
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         placement = fargate_placement(args.cpu, args.memory, args.architecture)
-        if args.container_insights not in CONTAINER_INSIGHTS:
-            raise ValueError(
-                f"container insights {args.container_insights!r}: use one of {CONTAINER_INSIGHTS}"
-            )
+        settings = cluster_settings(args.container_insights)
         cluster_name = cluster_name_from(args.cluster) if args.cluster is not None else None
         super().__init__("onnx-ecs:index:FargateInferenceService", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
@@ -110,11 +106,7 @@ class FargateInferenceService(pulumi.ComponentResource):
         if cluster_name is None:
             cluster = aws.ecs.Cluster(
                 f"{name}-cluster",
-                settings=[
-                    aws.ecs.ClusterSettingArgs(
-                        name="containerInsights", value=args.container_insights
-                    )
-                ],
+                settings=settings,
                 tags=tags,
                 opts=child,
             )

@@ -25,6 +25,7 @@ from components.ecs_service import (
     Network,
     Placement,
     ServiceSettings,
+    cluster_settings,
 )
 from components.gpu_instance_types import GpuTaskSize, gpu_task_size, parse_gpu_instance_type
 from components.gpu_user_data import user_data_base64
@@ -39,7 +40,6 @@ INSTANCE_MANAGED_POLICIES = (
     "service-role/AmazonEC2ContainerServiceforEC2Role",
     "AmazonSSMManagedInstanceCore",
 )
-CONTAINER_INSIGHTS_VALUES = ("enabled", "enhanced", "disabled")
 _RESERVED_NAME_PREFIXES = ("aws", "ecs", "fargate")
 _CLUSTER_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
 
@@ -142,11 +142,7 @@ def validate_args(name: str, args: GpuEc2ClusterArgs) -> None:
         100,
         200,
     )
-    if args.container_insights not in CONTAINER_INSIGHTS_VALUES:
-        raise ValueError(
-            f"container_insights {args.container_insights!r} must be one of "
-            f"{', '.join(CONTAINER_INSIGHTS_VALUES)}"
-        )
+    cluster_settings(args.container_insights)  # raises on an unknown value
     if args.cluster_name is not None and not _CLUSTER_NAME_RE.match(args.cluster_name):
         raise ValueError(
             f"cluster_name {args.cluster_name!r}: use 1-255 letters, digits, '-' or '_'"
@@ -180,9 +176,7 @@ class GpuEc2Cluster(pulumi.ComponentResource):
         self.cluster = aws.ecs.Cluster(
             f"{name}-cluster",
             name=args.cluster_name,
-            settings=[
-                aws.ecs.ClusterSettingArgs(name="containerInsights", value=args.container_insights)
-            ],
+            settings=cluster_settings(args.container_insights),
             tags=tags,
             opts=child,
         )

@@ -165,7 +165,9 @@ def test_size_table_matches_aws_documentation(cpu: int, low: int, high: int, ste
 def test_invalid_architecture_and_container_insights_and_stop_timeout() -> None:
     with pytest.raises(ValueError, match="cpu architecture 'arm'"):
         deploy(architecture="arm")
-    with pytest.raises(ValueError, match="container insights 'on'"):
+    with pytest.raises(
+        ValueError, match="container_insights 'on' must be one of enabled, enhanced, disabled"
+    ):
         deploy(container_insights="on")
     with pytest.raises(ValueError, match="stop timeout 150s: use 2-120"):
         deploy(settings=ServiceSettings(stop_timeout_s=150))
