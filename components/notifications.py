@@ -21,6 +21,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.alert_topic import create_alert_topic
+from components.ecs_events import task_stopped_nonzero_pattern
 
 
 @dataclass
@@ -46,16 +47,7 @@ def deployment_failed_pattern(service_arn: str) -> dict[str, Any]:
 
 def task_failed_pattern(cluster_arn: str, service_name: str) -> dict[str, Any]:
     """EventBridge pattern: a task of this service stopped with a non-zero container exit code."""
-    return {
-        "source": ["aws.ecs"],
-        "detail-type": ["ECS Task State Change"],
-        "detail": {
-            "clusterArn": [cluster_arn],
-            "group": [f"service:{service_name}"],
-            "lastStatus": ["STOPPED"],
-            "containers": {"exitCode": [{"anything-but": 0}]},
-        },
-    }
+    return task_stopped_nonzero_pattern(cluster_arn, f"service:{service_name}")
 
 
 class ServiceNotifications(pulumi.ComponentResource):

@@ -21,21 +21,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from components.ecs_events import task_stopped_nonzero_pattern
 from components.scheduled_validation import TaskDefinitionRef, plain_text
 
 
 def task_failed_pattern(cluster_arn: str, family: str) -> dict[str, Any]:
     """A task of this family in this cluster stopped with a non-zero container exit code."""
-    return {
-        "source": ["aws.ecs"],
-        "detail-type": ["ECS Task State Change"],
-        "detail": {
-            "clusterArn": [cluster_arn],
-            "group": [f"family:{family}"],
-            "lastStatus": ["STOPPED"],
-            "containers": {"exitCode": [{"anything-but": 0}]},
-        },
-    }
+    return task_stopped_nonzero_pattern(cluster_arn, f"family:{family}")
 
 
 def run_task_failed_pattern(
