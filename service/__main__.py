@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import signal
 from pathlib import Path
 
@@ -52,7 +53,7 @@ def main(argv: list[str] | None = None) -> None:
         http="httptools",
         log_config=None,
         access_log=False,
-        timeout_graceful_shutdown=int(settings.graceful_shutdown_s),
+        timeout_graceful_shutdown=math.ceil(settings.graceful_shutdown_s),
         server_header=False,
     )
     # uvicorn re-raises the SIGTERM it handled once shutdown is done, under the handler that was

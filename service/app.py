@@ -139,7 +139,6 @@ def create_app(settings: Settings, scheduler: Scheduler | None = None) -> FastAP
         try:
             yield
         finally:
-            plane.shutting_down = True
             if poller is not None:
                 poller.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -228,7 +227,7 @@ def create_app(settings: Settings, scheduler: Scheduler | None = None) -> FastAP
     @app.post("/v2/repository/index", summary="Repository index")
     async def repository_index() -> Response:
         _require_repository_api()
-        return json_response(registry.index())
+        return json_response(await asyncio.to_thread(registry.index))
 
     @app.post("/v2/repository/models/{model_name}/load", summary="Load or reload a model")
     async def repository_load(model_name: str) -> Response:
@@ -241,13 +240,13 @@ def create_app(settings: Settings, scheduler: Scheduler | None = None) -> FastAP
     @app.post("/v2/repository/models/{model_name}/unload", summary="Unload a model")
     async def repository_unload(model_name: str) -> Response:
         _require_repository_api()
-        registry.unload_model(model_name)
+        await asyncio.to_thread(registry.unload_model, model_name)  # may wait for a load
         return json_response({"name": model_name, "unloaded": True})
 
     # -- metrics -----------------------------------------------------------------------------
     @app.get("/metrics", summary="Prometheus metrics")
     async def prometheus_metrics() -> Response:
-        metrics.models_ready.set(sum(1 for e in registry.index() if e["state"] == "READY"))
+        metrics.models_ready.set(registry.ready_count())
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     def openapi() -> dict[str, Any]:

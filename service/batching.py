@@ -82,9 +82,10 @@ class VersionQueue:
 
     def submit(self, feeds: dict[str, np.ndarray]) -> asyncio.Future:
         future = self._loop.create_future()
-        if self.batching:
-            item = _Pending(feeds, next(iter(feeds.values())).shape[0], batch_key(feeds), future)
-        else:
+        rows = {a.shape[0] for a in feeds.values()}
+        if self.batching and len(rows) == 1:
+            item = _Pending(feeds, rows.pop(), batch_key(feeds), future)
+        else:  # not batchable, or inputs disagree on their first dimension: run it alone
             item = _Pending(feeds, 1, None, future)
         with self._cond:
             if len(self._items) >= self.config.max_queue_size:
@@ -112,8 +113,13 @@ class VersionQueue:
                     self._cond.wait()
                 batch, rows = self._take()
                 if batch and self._should_wait(rows):
-                    self._cond.wait(self._delay_s)  # releases the lock: requests keep coming
-                    rows = self._take_more(batch, rows)
+                    deadline = time.perf_counter() + self._delay_s
+                    while rows < self.config.max_batch_size:
+                        left = deadline - time.perf_counter()
+                        if left <= 0:
+                            break
+                        self._cond.wait(left)  # releases the lock: requests keep coming
+                        rows = self._take_more(batch, rows)
             if batch:
                 self._execute(batch, rows)
 
@@ -128,10 +134,10 @@ class VersionQueue:
     def _take(self) -> tuple[list[_Pending], int]:
         while self._items:
             first = self._items.popleft()
-            if not first.future.done():  # skip requests whose client went away
+            if not first.future.done():  # skip requests cancelled while queued
                 batch = [first]
-                if not self.batching:
-                    return batch, 1
+                if first.key is None:
+                    return batch, first.rows
                 return batch, self._take_more(batch, first.rows)
         return [], 0
 
@@ -145,7 +151,7 @@ class VersionQueue:
             scanned += 1
             if item.future.done():
                 continue
-            if item.key == key and rows + item.rows <= limit:
+            if item.key is not None and item.key == key and rows + item.rows <= limit:
                 batch.append(item)
                 rows += item.rows
             else:
@@ -157,40 +163,61 @@ class VersionQueue:
         started = time.perf_counter()
         for item in batch:
             self._queue_time.observe(started - item.enqueued)
-        try:
-            if len(batch) == 1:
-                feeds = batch[0].feeds
-            else:
-                feeds = {
-                    name: np.concatenate([item.feeds[name] for item in batch])
-                    for name in batch[0].feeds
-                }
-            outputs = self.model.run(feeds)
-        except Exception as exc:
-            self._last_finish = time.perf_counter()
-            self._deliver(_fail, batch, exc)
-            return
-        self._last_finish = time.perf_counter()
-        self._exec_time.observe(self._last_finish - started)
-        self._batch_size.observe(rows)
         if len(batch) == 1:
-            self._deliver(_resolve, batch, [outputs])
-            return
+            try:
+                results = [self.model.run(batch[0].feeds)]
+            except Exception as exc:
+                self._finish(started, rows)
+                self._deliver(_fail, batch, exc)
+                return
+        else:
+            results = self._run_combined(batch, rows)
+        self._finish(started, rows)
+        self._deliver(_resolve, batch, results)
+
+    def _run_combined(self, batch: list[_Pending], rows: int) -> list[Any]:
+        """One run for the whole batch, split by rows. If the combined run fails, or an output
+        does not have one row per input row, each request runs alone instead, so one bad request
+        cannot fail (or receive rows of) the others."""
+        feeds = {
+            name: np.concatenate([item.feeds[name] for item in batch]) for name in batch[0].feeds
+        }
+        try:
+            outputs = self.model.run(feeds)
+        except Exception:
+            outputs = None
+        if outputs is None or any(out.shape[:1] != (rows,) for out in outputs):
+            return [self._run_alone(item) for item in batch]
         results, offset = [], 0
         for item in batch:
             end = offset + item.rows
             results.append([out[offset:end] for out in outputs])
             offset = end
-        self._deliver(_resolve, batch, results)
+        return results
+
+    def _run_alone(self, item: _Pending) -> list[np.ndarray] | BaseException:
+        try:
+            return self.model.run(item.feeds)
+        except Exception as exc:
+            return exc
+
+    def _finish(self, started: float, rows: int) -> None:
+        self._last_finish = time.perf_counter()
+        self._exec_time.observe(self._last_finish - started)
+        self._batch_size.observe(rows)
 
     def _deliver(self, fn: Any, batch: list[_Pending], payload: Any) -> None:
         with contextlib.suppress(RuntimeError):  # loop closed: the server is gone, nobody waits
             self._loop.call_soon_threadsafe(fn, batch, payload)
 
 
-def _resolve(batch: list[_Pending], results: list[list[np.ndarray]]) -> None:
+def _resolve(batch: list[_Pending], results: list[list[np.ndarray] | BaseException]) -> None:
     for item, result in zip(batch, results, strict=True):
-        if not item.future.done():
+        if item.future.done():
+            continue
+        if isinstance(result, BaseException):
+            item.future.set_exception(result)
+        else:
             item.future.set_result(result)
 
 

@@ -51,6 +51,9 @@ def _load_json(raw: bytes | memoryview) -> Any:
         raise InvalidInput(f"request body is not valid JSON: {exc}") from None
 
 
+MAX_RANK = 32
+
+
 def _shape(tensor: dict[str, Any], name: str) -> tuple[int, ...]:
     shape = tensor.get("shape")
     if not isinstance(shape, list) or not all(
@@ -58,6 +61,10 @@ def _shape(tensor: dict[str, Any], name: str) -> tuple[int, ...]:
     ):
         raise InvalidInput(
             f"input '{name}': 'shape' must be a list of non-negative integers, got {shape!r}"
+        )
+    if len(shape) > MAX_RANK:
+        raise InvalidInput(
+            f"input '{name}': 'shape' has {len(shape)} dimensions; at most {MAX_RANK} are accepted"
         )
     return tuple(shape)
 
@@ -154,20 +161,50 @@ def _from_json(data: Any, datatype: str, shape: tuple[int, ...], name: str) -> n
         array = np.empty(flat.size, dtype=object)
         array[:] = [x.encode() for x in flat]
     else:
-        dtype = V2_TO_NUMPY[datatype]
-        try:
-            array = np.asarray(data, dtype=dtype)
-        except (ValueError, TypeError, OverflowError) as exc:
-            raise InvalidInput(
-                f"input '{name}': 'data' cannot be read as {datatype}: {exc}"
-            ) from None
-        if datatype != "BOOL" and _has_bools(data):
-            raise InvalidInput(f"input '{name}': 'data' holds booleans but datatype is {datatype}")
+        array = _numbers(data, datatype, name)
     if array.size != count:
         raise InvalidInput(
             f"input '{name}': shape {list(shape)} has {count} elements but 'data' has {array.size}"
         )
     return array.reshape(shape)
+
+
+def _numbers(data: list[Any], datatype: str, name: str) -> np.ndarray:
+    """JSON numbers as a numeric array, refusing what numpy would silently coerce: strings,
+    nulls, booleans for numbers (and numbers for BOOL), fractions for integer types, and values
+    outside the type's range."""
+    try:
+        probe = np.asarray(data)
+    except (ValueError, TypeError) as exc:
+        raise InvalidInput(f"input '{name}': 'data' cannot be read as {datatype}: {exc}") from None
+    dtype = V2_TO_NUMPY[datatype]
+    if probe.size == 0:
+        return probe.astype(dtype)
+    kind = probe.dtype.kind
+    if kind not in "biuf":
+        raise InvalidInput(
+            f"input '{name}': 'data' cannot be read as {datatype}: it holds values that are not "
+            "numbers (strings, nulls, or integers beyond 64 bits)"
+        )
+    if datatype == "BOOL":
+        if kind != "b":
+            raise InvalidInput(f"input '{name}': BOOL data must be true/false values")
+        return probe
+    if kind == "b" or _has_bools(data):
+        raise InvalidInput(f"input '{name}': 'data' holds booleans but datatype is {datatype}")
+    if dtype.kind in "iu":
+        if kind == "f" and not np.array_equal(probe, np.floor(probe)):
+            raise InvalidInput(
+                f"input '{name}': 'data' holds non-integer values but datatype is {datatype}"
+            )
+        info = np.iinfo(dtype)
+        if probe.min() < info.min or probe.max() > info.max:
+            raise InvalidInput(
+                f"input '{name}': 'data' cannot be read as {datatype}: values outside "
+                f"[{info.min}, {info.max}]"
+            )
+    with np.errstate(over="ignore"):  # a float beyond FP16/FP32 range becomes inf, as in C
+        return probe.astype(dtype, copy=False)
 
 
 def _has_bools(data: list[Any]) -> bool:
@@ -191,7 +228,11 @@ def _requested_outputs(raw: Any, default_binary: bool) -> list[RequestedOutput] 
         if not isinstance(params, dict):
             raise InvalidInput(f"output '{item['name']}': 'parameters' must be an object")
         binary = params.get("binary_data", default_binary)
-        result.append(RequestedOutput(item["name"], bool(binary)))
+        if not isinstance(binary, bool):
+            raise InvalidInput(
+                f"output '{item['name']}': binary_data must be true or false, got {binary!r}"
+            )
+        result.append(RequestedOutput(item["name"], binary))
     return result
 
 
@@ -251,7 +292,9 @@ def decode_request(body: bytes, header_length: int | None = None) -> InferReques
     request_id = doc.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise InvalidInput(f"'id' must be a string, got {type(request_id).__name__}")
-    binary_output = bool(params.get("binary_data_output", False))
+    binary_output = params.get("binary_data_output", False)
+    if not isinstance(binary_output, bool):
+        raise InvalidInput(f"binary_data_output must be true or false, got {binary_output!r}")
     return InferRequest(
         inputs=inputs,
         id=request_id,

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument as OrtInvalidArgument
+
 from service import __version__
 from service.codec import decode_request, encode_response
-from service.errors import ModelNotReady
+from service.errors import InvalidInput, ModelNotReady
 from service.repository import ModelRegistry
 from service.scheduler import Scheduler
 from service.signature import validate_inputs, validate_outputs
@@ -33,7 +35,6 @@ class DataPlane:
         self.scheduler = scheduler
         self.strict_readiness = strict_readiness
         self.repository_api = repository_api
-        self.shutting_down = False
 
     def server_metadata(self) -> dict[str, Any]:
         extensions = ["binary_tensor_data"]
@@ -42,7 +43,7 @@ class DataPlane:
         return {"name": SERVER_NAME, "version": __version__, "extensions": extensions}
 
     def ready(self) -> bool:
-        return not self.shutting_down and self.registry.ready(self.strict_readiness)
+        return self.registry.ready(self.strict_readiness)
 
     def model_metadata(self, name: str, version: str | None) -> dict[str, Any]:
         model = self.registry.get(name, version)
@@ -60,8 +61,8 @@ class DataPlane:
 
     async def infer(
         self, name: str, version: str | None, body: bytes, header_length: int | None
-    ) -> tuple[bytes, int | None, str]:
-        """Run one inference request; returns (body, header length, served version)."""
+    ) -> tuple[bytes, int | None]:
+        """Run one inference request; returns (body, ``Inference-Header-Content-Length``)."""
         if not self.registry.initial_load_done:
             raise ModelNotReady("the service is still loading models; retry shortly")
         model = self.registry.get(name, version)
@@ -74,12 +75,14 @@ class DataPlane:
             names = [o.name for o in request.outputs]
             validate_outputs(model.name, model.outputs, names)
             binary = [o.binary for o in request.outputs]
-        arrays = await self.scheduler.run(model, request.inputs, names)
+        try:
+            arrays = await self.scheduler.run(model, request.inputs, names)
+        except OrtInvalidArgument as exc:  # ORT's own check of the input values
+            raise InvalidInput(f"model '{model.name}' rejected the input: {exc}") from None
         specs = model.output_specs
-        encoded = encode_response(
+        return encode_response(
             model.name,
             str(model.version),
             [(n, specs[n].datatype, a, b) for n, a, b in zip(names, arrays, binary, strict=True)],
             request.id,
         )
-        return encoded[0], encoded[1], str(model.version)

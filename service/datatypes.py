@@ -51,8 +51,3 @@ def numpy_to_v2(dtype: np.dtype) -> str:
         return _NUMPY_TO_V2[np.dtype(dtype)]
     except KeyError as exc:
         raise TypeError(f"numpy dtype {dtype} has no Open Inference Protocol datatype") from exc
-
-
-def element_size(datatype: str) -> int:
-    """Bytes per element in the binary tensor encoding (0 for BYTES, which is variable)."""
-    return 0 if datatype == "BYTES" else V2_TO_NUMPY[datatype].itemsize

@@ -64,7 +64,7 @@ class InferRoute:
             body = await self._read_body(receive)
             if body is None:
                 return  # client went away
-            payload, hlen, _ = await self.plane.infer(model, version, body, header_length)
+            payload, hlen = await self.plane.infer(model, version, body, header_length)
             status = 200
         except InferenceError as exc:
             status, payload, hlen = exc.status_code, _error(exc.message), None
@@ -72,11 +72,13 @@ class InferRoute:
         except Exception as exc:
             log.error("inference failed", extra={"model": model}, exc_info=exc)
             status, payload, hlen = 500, _error(f"internal error: {type(exc).__name__}"), None
-        self.metrics.inference_requests.labels(model, str(status)).inc()
+        # Label only models the repository knows: URLs are client input, label values are not.
+        label = model if self.plane.registry.knows(model) else "_unknown"
+        self.metrics.inference_requests.labels(label, str(status)).inc()
         if status >= 400:
-            self.metrics.inference_failures.labels(model, str(status)).inc()
+            self.metrics.inference_failures.labels(label, str(status)).inc()
         else:
-            self.metrics.inference_latency.labels(model).observe(time.perf_counter() - started)
+            self.metrics.inference_latency.labels(label).observe(time.perf_counter() - started)
         headers = [(b"content-type", JSON if hlen is None else OCTET)]
         if hlen is not None:
             headers.append((b"inference-header-content-length", str(hlen).encode()))
@@ -124,7 +126,8 @@ def _headers(scope: Scope) -> tuple[int | None, int | None]:
                 header_length = int(value)
             except ValueError:
                 raise InvalidInput(
-                    f"Inference-Header-Content-Length must be an integer, got {value.decode()!r}"
+                    "Inference-Header-Content-Length must be an integer, "
+                    f"got {value.decode('latin-1')!r}"
                 ) from None
     return declared, header_length
 

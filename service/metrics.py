@@ -37,7 +37,7 @@ class Metrics:
         )
         self.inference_latency = Histogram(
             "inference_request_duration_seconds",
-            "Inference request latency from body received to response encoded.",
+            "Inference request latency from the start of the body to the encoded response.",
             ["model"],
             buckets=LATENCY_BUCKETS,
             registry=r,

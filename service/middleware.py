@@ -16,6 +16,8 @@ from service.metrics import Metrics
 
 access_log = logging.getLogger(ACCESS_LOGGER)
 
+CLIENT_CLOSED = 499
+
 
 def route_label(path: str) -> str:
     """Low-cardinality route name for metrics (model names stay out of HTTP labels)."""
@@ -45,7 +47,9 @@ class ObservabilityMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        status = 500
+        # No response at all means the client went away first: 499, as nginx logs it, so client
+        # aborts do not count as server errors. An exception before a response is a 500.
+        status = CLIENT_CLOSED
         self.metrics.in_flight.inc()
 
         async def send_with_status(message: Message) -> None:
@@ -56,6 +60,10 @@ class ObservabilityMiddleware:
 
         try:
             await self.app(scope, receive, send_with_status)
+        except BaseException:
+            if status == CLIENT_CLOSED:
+                status = 500
+            raise
         finally:
             self.metrics.in_flight.dec()
             path = scope["path"]

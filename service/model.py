@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,14 +86,18 @@ class ModelVersion:
 
     @property
     def batchable(self) -> bool:
-        """True when every input and output has a dynamic first dimension."""
-        return all(s.shape and s.shape[0] == -1 for s in (*self.inputs, *self.outputs))
+        """True when the first dimension of every input and output is dynamic and the same one:
+        the same symbolic name everywhere (e.g. "batch"), or no names at all (requests are then
+        still checked row by row in the batcher)."""
+        specs = (*self.inputs, *self.outputs)
+        if not all(s.shape and s.shape[0] == -1 for s in specs):
+            return False
+        names = {s.dim_names[0] if s.dim_names else None for s in specs}
+        return len(names) == 1
 
-    def run(
-        self, feeds: dict[str, np.ndarray], output_names: Sequence[str] | None = None
-    ) -> list[np.ndarray]:
-        """Run the session; outputs in ``output_names`` order (all outputs by default)."""
-        return self.session.run(list(output_names or self.output_names), feeds)
+    def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """Run the session; every output, in ``output_names`` order."""
+        return self.session.run(self.output_names, feeds)
 
     def warmup(self) -> float:
         """One real run with zeros of the input shapes (dynamic dims = 1); returns seconds."""

@@ -54,11 +54,15 @@ def load_model_config(model_dir: Path, defaults: BatchingConfig) -> BatchingConf
     if "max_batch_size" in raw:
         values["max_batch_size"] = raw["max_batch_size"]
     dynamic = raw.get("dynamic_batching") or {}
+    groups = raw.get("instance_group") or []
+    if not isinstance(dynamic, dict):
+        raise ValueError(f"{path}: dynamic_batching must be an object")
+    if not isinstance(groups, list) or not all(isinstance(g, dict) for g in groups):
+        raise ValueError(f'{path}: instance_group must be a list of objects like {{"count": 2}}')
     if "max_queue_delay_microseconds" in dynamic:
         values["max_queue_delay_us"] = dynamic["max_queue_delay_microseconds"]
     if "max_queue_size" in dynamic:
         values["max_queue_size"] = dynamic["max_queue_size"]
-    groups = raw.get("instance_group") or []
     if groups:
         values["instance_count"] = sum(int(g.get("count", 1)) for g in groups)
     try:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from service.errors import ModelNotFound, ModelNotReady
 from service.model import MODEL_FILENAME, ModelVersion
+from service.model_config import CONFIG_FILENAME
 
 log = logging.getLogger("service.repository")
 
@@ -44,7 +45,7 @@ class VersionRecord:
     state: State
     reason: str = ""
     loaded: ModelVersion | None = None
-    fingerprint: tuple[int, int] | None = None
+    fingerprint: tuple[int, ...] | None = None
 
 
 @dataclass(slots=True)
@@ -60,12 +61,18 @@ class SyncReport:
         return bool(self.loaded or self.failed or self.removed)
 
 
-def _fingerprint(path: Path) -> tuple[int, int] | None:
+def _fingerprint(path: Path) -> tuple[int, ...] | None:
+    """What a reload depends on: the model file and its model's ``config.json``."""
     try:
         stat = path.stat()
     except OSError:
         return None
-    return stat.st_mtime_ns, stat.st_size
+    try:
+        config = (path.parent.parent / CONFIG_FILENAME).stat()
+        config_part: tuple[int, ...] = (config.st_mtime_ns, config.st_size)
+    except OSError:
+        config_part = ()
+    return (stat.st_mtime_ns, stat.st_size, *config_part)
 
 
 def _reason(exc: OSError) -> str:
@@ -175,10 +182,11 @@ class ModelRegistry:
         )
         return VersionRecord(model, version, path, State.READY, "", loaded, fingerprint)
 
-    def sync(self, only: set[str] | None = None) -> SyncReport:
+    def sync(self, only: set[str] | None = None, force: bool = False) -> SyncReport:
         """Reconcile with the disk: load new (or changed, or earlier failed) versions, drop gone.
 
-        ``only`` limits the work to those model names (repository API load).
+        ``only`` limits the work to those model names and ``force`` reloads even unchanged
+        versions (the repository API's load, which also re-enables an unloaded model).
         """
         report = SyncReport()
         with self._write_lock:
@@ -193,9 +201,11 @@ class ModelRegistry:
                 if only is not None:
                     names &= only
                 for name in sorted(names):
-                    if name in self._disabled and only is None:
+                    if force:
+                        self._disabled.discard(name)
+                    elif name in self._disabled:
                         continue
-                    self._sync_model(name, on_disk.get(name, {}), report)
+                    self._sync_model(name, on_disk.get(name, {}), report, force)
             finally:
                 self.initial_load_done = True  # ready/not-ready is decided, never "loading" forever
         if report.changed:
@@ -205,12 +215,14 @@ class ModelRegistry:
             )
         return report
 
-    def _sync_model(self, name: str, disk: dict[int, Path], report: SyncReport) -> None:
+    def _sync_model(
+        self, name: str, disk: dict[int, Path], report: SyncReport, force: bool = False
+    ) -> None:
         current = self._models.get(name, {})
         updated = dict(current)
         for version, path in sorted(disk.items()):
             record = current.get(version)
-            if record is not None and record.fingerprint == _fingerprint(path):
+            if not force and record is not None and record.fingerprint == _fingerprint(path):
                 continue  # unchanged (ready, or failed for the same file: no retry storm)
             new = self._load(name, version, path)
             if new.state is not State.READY and record is not None and record.loaded is not None:
@@ -247,10 +259,7 @@ class ModelRegistry:
         """(Re)load one model from disk; 404 when it is not in the repository."""
         if name not in scan(self.root):
             raise ModelNotFound(f"model '{name}' is not in the repository at {self.root}")
-        self._disabled.discard(name)
-        for record in self._models.get(name, {}).values():
-            record.fingerprint = None  # force a reload
-        return self.sync(only={name})
+        return self.sync(only={name}, force=True)
 
     def unload_model(self, name: str) -> None:
         """Stop serving a model until it is loaded again (the poller leaves it alone)."""
@@ -265,6 +274,13 @@ class ModelRegistry:
     # -- lookups ---------------------------------------------------------------------------
     def names(self) -> list[str]:
         return sorted(self._models)
+
+    def knows(self, name: str) -> bool:
+        return name in self._models
+
+    def ready_count(self) -> int:
+        """Versions loaded and serving (no disk access: safe on the event loop)."""
+        return sum(1 for versions in self._models.values() for r in versions.values() if r.loaded)
 
     def get(self, name: str, version: str | None = None) -> ModelVersion:
         """The version to serve: the given one, or the highest ready version."""

@@ -23,6 +23,9 @@ class TensorSpec:
     name: str
     datatype: str
     shape: tuple[int, ...]
+    # Symbolic names of dynamic dimensions ("batch"), None where fixed or unnamed: inputs that
+    # share a name must agree on that dimension.
+    dim_names: tuple[str | None, ...] = ()
 
     @classmethod
     def from_node_arg(cls, node: Any) -> TensorSpec:
@@ -30,8 +33,10 @@ class TensorSpec:
         datatype = ORT_TO_V2.get(node.type)
         if datatype is None:
             raise ValueError(f"tensor '{node.name}' has unsupported type {node.type}")
-        shape = tuple(d if isinstance(d, int) and d >= 0 else -1 for d in (node.shape or []))
-        return cls(node.name, datatype, shape)
+        dims = node.shape or []
+        shape = tuple(d if isinstance(d, int) and d >= 0 else -1 for d in dims)
+        names = tuple(d if isinstance(d, str) and d else None for d in dims)
+        return cls(node.name, datatype, shape, names)
 
     def metadata(self) -> dict[str, Any]:
         return {"name": self.name, "datatype": self.datatype, "shape": list(self.shape)}
@@ -87,6 +92,25 @@ def validate_inputs(
                 raise InvalidInput(
                     f"input '{spec.name}' has shape {list(array.shape)} but model '{model}' "
                     f"expects {list(spec.shape)}: dimension {axis} must be {want}"
+                )
+    _check_shared_dims(model, specs, inputs)
+
+
+def _check_shared_dims(
+    model: str, specs: Sequence[TensorSpec], inputs: Mapping[str, np.ndarray]
+) -> None:
+    """Dynamic dimensions with the same symbolic name (e.g. "batch") must be equal."""
+    seen: dict[str, tuple[str, int]] = {}
+    for spec in specs:
+        for axis, dim in enumerate(spec.dim_names):
+            if dim is None:
+                continue
+            size = inputs[spec.name].shape[axis]
+            first = seen.setdefault(dim, (spec.name, size))
+            if first[1] != size:
+                raise InvalidInput(
+                    f"inputs '{first[0]}' and '{spec.name}' of model '{model}' must agree on "
+                    f"dimension '{dim}': {first[1]} != {size}"
                 )
 
 

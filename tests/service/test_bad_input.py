@@ -51,6 +51,12 @@ CASES = [
     ("BYTES to numeric model", "/v2/models/scale/infer",
      _inputs({"name": "x", "datatype": "BYTES", "shape": [1, 4], "data": ["a", "b", "c", "d"]}),
      400, "has datatype BYTES but model 'scale' expects FP32"),
+    ("inputs disagree on the batch dimension", "/v2/models/recommender/infer",
+     _inputs({"name": "user_features", "datatype": "FP32", "shape": [1, 32], "data": [0] * 32},
+             {"name": "item_features", "datatype": "FP32", "shape": [2, 32], "data": [0] * 64}),
+     400, "must agree on dimension 'batch': 1 != 2"),
+    ("null in numeric data", "/v2/models/scale/infer",
+     _inputs({**GOOD_X, "data": [1, None, 3, 4]}), 400, "not numbers"),
     ("unknown output", "/v2/models/scale/infer",
      orjson.dumps({"inputs": [GOOD_X], "outputs": [{"name": "nope"}]}), 400,
      "has no outputs ['nope']"),
@@ -91,6 +97,14 @@ def test_binary_sizes_that_do_not_add_up(demo_server: ServerThread) -> None:
     assert "adds up to 16 bytes but the body carries 20" in response.json()["error"]
     response = _post(
         demo_server, "/v2/models/scale/infer", body, {"Inference-Header-Content-Length": "x"}
+    )
+    assert response.status_code == 400
+    assert "must be an integer" in response.json()["error"]
+    response = _post(
+        demo_server,
+        "/v2/models/scale/infer",
+        body,
+        {"Inference-Header-Content-Length": "\xff".encode("latin-1")},
     )
     assert response.status_code == 400
     assert "must be an integer" in response.json()["error"]

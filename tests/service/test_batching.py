@@ -4,6 +4,7 @@ a full queue answers 503 at once."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from pathlib import Path
 
@@ -36,18 +37,42 @@ def _observed_batches(metrics: Metrics, model: str) -> tuple[float, float]:
     return count or 0.0, total or 0.0
 
 
+class GatedModel:
+    """Wraps a model: its first run blocks until ``release`` is set, so that the requests sent
+    meanwhile queue up and are combined deterministically."""
+
+    def __init__(self, model: ModelVersion) -> None:
+        self._model = model
+        self.release = threading.Event()
+        self.calls: list[int] = []
+        self.name, self.version = model.name, model.version
+        self.inputs, self.outputs = model.inputs, model.outputs
+        self.output_names, self.output_index = model.output_names, model.output_index
+        self.batching, self.batchable = model.batching, model.batchable
+
+    def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        if not self.calls:
+            self.release.wait(10)
+        self.calls.append(next(iter(feeds.values())).shape[0])
+        return self._model.run(feeds)
+
+
 def test_batched_outputs_equal_unbatched_runs(tmp_path: Path) -> None:
     model = _load(tmp_path, build_mlp(), BatchingConfig(max_batch_size=16))
     rng = np.random.default_rng(3)
     requests = [rng.standard_normal((1 + i % 3, 256)).astype(np.float32) for i in range(64)]
     expected = [model.run({"input": x})[0] for x in requests]
+    gated = GatedModel(model)
     metrics = Metrics()
     scheduler = BatchingScheduler(metrics)
 
     async def go() -> list[list[np.ndarray]]:
-        return await asyncio.gather(
-            *(scheduler.run(model, {"input": x}, ["output"]) for x in requests)
-        )
+        tasks = [
+            asyncio.ensure_future(scheduler.run(gated, {"input": x}, ["output"])) for x in requests
+        ]
+        await asyncio.sleep(0.05)  # every request is queued behind the gated first run
+        gated.release.set()
+        return await asyncio.gather(*tasks)
 
     results = asyncio.run(go())
     scheduler.close()
@@ -56,7 +81,97 @@ def test_batched_outputs_equal_unbatched_runs(tmp_path: Path) -> None:
         np.testing.assert_allclose(got[0], want, rtol=1e-5, atol=1e-5)
     count, total = _observed_batches(metrics, "m")
     assert total == sum(x.shape[0] for x in requests)
-    assert count < len(requests), "no two requests were combined"
+    assert max(gated.calls) > 8, gated.calls  # queued requests were combined ...
+    assert max(gated.calls) <= 16  # ... up to max_batch_size rows
+    assert count == len(gated.calls) < len(requests)
+
+
+class PoisonModel:
+    """A batchable stub: rows whose first value is negative make the whole run fail."""
+
+    name, version = "poison", 1
+    output_index = {"y": 0}
+    batchable = True
+    batching = BatchingConfig(max_batch_size=8)
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.calls = 0
+
+    def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        self.calls += 1
+        if self.calls == 1:
+            self.release.wait(10)
+        x = feeds["x"]
+        if (x[:, 0] < 0).any():
+            raise RuntimeError("poisoned row")
+        return [x * 2]
+
+
+def test_one_bad_request_does_not_fail_the_others_in_its_batch() -> None:
+    model = PoisonModel()
+    scheduler = BatchingScheduler(Metrics())
+    good = [np.full((1, 2), float(i + 1), dtype=np.float32) for i in range(3)]
+    bad = np.full((1, 2), -1.0, dtype=np.float32)
+
+    async def go() -> list:
+        first = asyncio.ensure_future(scheduler.run(model, {"x": good[0]}, ["y"]))
+        await asyncio.sleep(0.05)
+        rest = [
+            asyncio.ensure_future(scheduler.run(model, {"x": x}, ["y"]))
+            for x in (good[1], bad, good[2])
+        ]
+        await asyncio.sleep(0.05)
+        model.release.set()
+        return await asyncio.gather(first, *rest, return_exceptions=True)
+
+    results = asyncio.run(go())
+    scheduler.close()
+    assert isinstance(results[2], RuntimeError)
+    for got, x in zip([results[0], results[1], results[3]], good, strict=True):
+        np.testing.assert_array_equal(got[0], x * 2)
+
+
+class RowDroppingModel(PoisonModel):
+    """Returns one row whatever it is given: its outputs cannot be split by request."""
+
+    def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        self.calls += 1
+        if self.calls == 1:
+            self.release.wait(10)
+        return [feeds["x"][:1] * 2]
+
+
+def test_outputs_without_a_row_per_input_row_are_never_split_across_requests() -> None:
+    model = RowDroppingModel()
+    scheduler = BatchingScheduler(Metrics())
+    xs = [np.full((1, 2), float(i + 1), dtype=np.float32) for i in range(4)]
+
+    async def go() -> list:
+        tasks = [asyncio.ensure_future(scheduler.run(model, {"x": xs[0]}, ["y"]))]
+        await asyncio.sleep(0.05)
+        tasks += [asyncio.ensure_future(scheduler.run(model, {"x": x}, ["y"])) for x in xs[1:]]
+        await asyncio.sleep(0.05)
+        model.release.set()
+        return await asyncio.gather(*tasks)
+
+    results = asyncio.run(go())
+    scheduler.close()
+    for got, x in zip(results, xs, strict=True):
+        np.testing.assert_array_equal(got[0], x * 2)  # each answer computed from its own row
+
+
+def test_inputs_disagreeing_on_the_batch_dimension_run_alone() -> None:
+    model = PoisonModel()
+    model.release.set()
+    scheduler = BatchingScheduler(Metrics())
+    feeds = {"x": np.ones((2, 2), dtype=np.float32), "z": np.ones((3, 2), dtype=np.float32)}
+
+    async def go() -> list:
+        return await scheduler.run(model, feeds, ["y"])
+
+    np.testing.assert_array_equal(asyncio.run(go())[0], feeds["x"] * 2)
+    scheduler.close()
 
 
 def _dynamic_width_model() -> onnx.ModelProto:
@@ -188,7 +303,13 @@ def test_model_config_file_overrides_defaults(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("content", "message"),
-    [("{oops", "not valid JSON"), ("[1]", "JSON object"), ('{"max_batch_size": -1}', "greater")],
+    [
+        ("{oops", "not valid JSON"),
+        ("[1]", "JSON object"),
+        ('{"max_batch_size": -1}', "greater"),
+        ('{"dynamic_batching": [1]}', "dynamic_batching must be an object"),
+        ('{"instance_group": {"count": 2}}', "instance_group must be a list"),
+    ],
 )
 def test_bad_model_config_fails_the_model_with_the_reason(
     tmp_path: Path, content: str, message: str

@@ -101,6 +101,26 @@ def test_bytes_tensor_json() -> None:
         (b'{"id": 5, "inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": [1]}]}',
          None, "'id' must be a string"),
         (b'{"inputs": []}', 400, "Inference-Header-Content-Length is 400"),
+        (b'{"inputs": [{"name": "x", "datatype": "INT32", "shape": [2], "data": [1.7, 2]}]}',
+         None, "non-integer values"),
+        (b'{"inputs": [{"name": "x", "datatype": "FP32", "shape": [2], "data": [null, 1]}]}',
+         None, "not numbers"),
+        (b'{"inputs": [{"name": "x", "datatype": "FP32", "shape": [2], "data": ["1e3", "nan"]}]}',
+         None, "not numbers"),
+        (b'{"inputs": [{"name": "x", "datatype": "BOOL", "shape": [2], "data": [1, 0]}]}',
+         None, "BOOL data must be true/false"),
+        (b'{"inputs": [{"name": "x", "datatype": "INT8", "shape": [1], "data": [-129]}]}',
+         None, "values outside [-128, 127]"),
+        (b'{"inputs": [{"name": "x", "datatype": [], "shape": [1], "data": [1]}]}',
+         None, "unknown datatype []"),
+        (b'{"inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": [1]}],'
+         b' "outputs": [{"name": "y", "parameters": {"binary_data": "false"}}]}',
+         None, "binary_data must be true or false"),
+        (b'{"inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": [1]}],'
+         b' "parameters": {"binary_data_output": 1}}',
+         None, "binary_data_output must be true or false"),
+        (b'{"inputs": [{"name": "x", "datatype": "FP32", "shape": ' + str([1] * 33).encode()
+         + b', "data": [1]}]}', None, "at most 32 are accepted"),
     ],
 )  # fmt: skip
 def test_malformed_requests_name_the_problem(

@@ -138,3 +138,35 @@ def test_openapi_documents_every_protocol_route(demo_server: ServerThread) -> No
         "/health",
     ):
         assert path in paths
+
+
+def test_unknown_model_names_do_not_become_metric_labels(demo_server: ServerThread) -> None:
+    with client(demo_server) as http:
+        for i in range(3):
+            http.post(f"/v2/models/made-up-{i}/infer", content=b"{}")
+        text = http.get("/metrics").text
+    assert "made-up" not in text
+    assert 'inference_requests_total{model="_unknown",status="404"} 3.0' in text
+
+
+def test_client_hanging_up_mid_body_is_499_not_500(demo_server: ServerThread) -> None:
+    import socket
+    import time
+
+    with client(demo_server) as http:
+        before = http.get("/metrics").text
+    with socket.create_connection(("127.0.0.1", demo_server.port)) as sock:
+        sock.sendall(
+            b'POST /v2/models/scale/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"in'
+        )
+    time.sleep(0.3)
+    with client(demo_server) as http:
+        after = http.get("/metrics").text
+
+    def count(text: str, status: str) -> float:
+        key = f'http_requests_total{{method="POST",route="infer",status="{status}"}}'
+        line = next((m for m in text.splitlines() if m.startswith(key)), f"{key} 0")
+        return float(line.split()[-1])
+
+    assert count(after, "499") == count(before, "499") + 1
+    assert count(after, "500") == count(before, "500")

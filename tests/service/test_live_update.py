@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import httpx
-import numpy as np
 
 from tests.service.conftest import settings_for
 from tests.service.helpers import client, scale_model, serving, write_model
@@ -75,4 +74,3 @@ def test_requests_never_fail_while_versions_switch(tmp_path: Path) -> None:
     first_v2 = next(i for i, (v, _) in enumerate(seen) if v == "2")
     assert len(seen) > first_v2 + 20, "too few requests after the switch to prove anything"
     assert versions_left == ["2"]
-    assert np.isclose(seen[-1][1], 3.0)

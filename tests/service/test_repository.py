@@ -9,7 +9,8 @@ import pytest
 
 from service.errors import ModelNotFound, ModelNotReady
 from service.model import ModelVersion, SessionConfig
-from service.repository import ModelRegistry, State, scan
+from service.model_config import BatchingConfig, load_model_config
+from service.repository import ModelRegistry, scan
 from tests.service.conftest import settings_for
 from tests.service.helpers import client, scale_model, serving, write_model
 
@@ -127,10 +128,6 @@ def test_server_with_one_good_and_one_corrupt_model(tmp_path: Path) -> None:
         assert h.get("/health").status_code == 503
 
 
-def test_states_enum_values() -> None:
-    assert State.READY.value == "READY" and State.UNAVAILABLE.value == "UNAVAILABLE"
-
-
 def test_serving_version_that_fails_to_reload_keeps_serving(tmp_path: Path) -> None:
     path = write_model(tmp_path / "m" / "1" / "model.onnx", scale_model(2))
     registry = _registry(tmp_path)
@@ -144,3 +141,18 @@ def test_serving_version_that_fails_to_reload_keeps_serving(tmp_path: Path) -> N
     assert entry["state"] == "READY"  # still serving the version it had loaded
     assert "Protobuf parsing failed" in entry["reason"]  # and says why the reload failed
     assert not registry.sync().changed  # the same broken file is not retried every poll
+
+
+def test_editing_config_json_reloads_the_model(tmp_path: Path) -> None:
+    write_model(tmp_path / "m" / "1" / "model.onnx", scale_model(2))
+    registry = ModelRegistry(
+        tmp_path,
+        lambda n, v, p: ModelVersion.load(
+            n, v, p, CPU, load_model_config(p.parent.parent, BatchingConfig())
+        ),
+    )
+    registry.sync()
+    assert registry.get("m").batching.max_batch_size == 32
+    (tmp_path / "m" / "config.json").write_text('{"max_batch_size": 4}')
+    assert registry.sync().loaded == ["m/1"]
+    assert registry.get("m").batching.max_batch_size == 4

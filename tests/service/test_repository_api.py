@@ -20,7 +20,7 @@ def test_repository_api_is_off_by_default(tmp_path: Path) -> None:
 def test_index_unload_and_load(tmp_path: Path) -> None:
     write_model(tmp_path / "m" / "1" / "model.onnx", scale_model(2))
     write_model(tmp_path / "n" / "1" / "model.onnx", scale_model(3))
-    settings = settings_for(tmp_path, repository_api=True, model_poll_interval_s=0.1)
+    settings = settings_for(tmp_path, repository_api=True, model_poll_interval_s=0.05)
     with serving(settings) as server, client(server) as http:
         assert "model_repository" in http.get("/v2").json()["extensions"]
         index = http.post("/v2/repository/index").json()
@@ -32,7 +32,7 @@ def test_index_unload_and_load(tmp_path: Path) -> None:
         assert http.get("/v2/models/m/ready").status_code == 404
         import time
 
-        time.sleep(0.3)  # the poller must not bring an unloaded model back
+        time.sleep(0.5)  # ten polls: the poller must not bring an unloaded model back
         assert http.get("/v2/models/m/ready").status_code == 404
         assert http.post("/v2/repository/models/m/load").status_code == 200
         assert http.get("/v2/models/m/ready").status_code == 200
