@@ -164,7 +164,7 @@ def evaluate_targets(results: Results) -> list[dict[str, Any]]:
         )
         if "cpu_us_per_request" in service and "cpu_us_per_inference" in limit:
             detail += (
-                f"; per CPU-second (immune to other work on the machine): "
+                f"; per CPU-second (unaffected by sharing the CPU with other processes): "
                 f"{limit['cpu_us_per_inference'] / service['cpu_us_per_request']:.2f}x "
                 f"({service['cpu_us_per_request']:.0f} µs per request vs "
                 f"{limit['cpu_us_per_inference']:.0f} µs per in-process inference)"
@@ -281,6 +281,9 @@ def readme_section(results: Results, chart: str | None) -> str:
     ]
     if chart:
         parts += [f"![benchmark chart]({chart})", ""]
+    spread = spread_markdown(results)
+    if spread:
+        parts += [spread, ""]
     sweep = results.get("mlserver_sweep") or []
     if sweep:
         best = results["settings"].get("mlserver_max_batch_time_s")
@@ -315,6 +318,31 @@ def readme_section(results: Results, chart: str | None) -> str:
         parts += [title, "", batches, ""]
     parts += ["Targets:", "", targets_markdown(results["targets"]), "", END]
     return "\n".join(parts)
+
+
+def spread_markdown(results: Results) -> str:
+    """How much the headline moved between rounds (kept rows are the medians)."""
+    rounds = results["settings"].get("repeat", 1)
+    headline = results["scenarios"][0]
+    if rounds < 2:
+        return ""
+    cells = []
+    for run in runs_of(results, "service", headline["key"]) + [
+        r for peer in PEERS for r in runs_of(results, peer, headline["key"])
+    ]:
+        same = [
+            r["requests_s"]
+            for r in results.get("raw_runs", [])
+            if r["server"] == run["server"]
+            and r["note"] == run["note"]
+            and r["scenario"] == run["scenario"]
+        ]
+        if same:
+            cells.append(f"{title(run)} {min(same):,.0f} to {max(same):,.0f}")
+    return (
+        f"Spread over the {rounds} rounds ({headline['title']}, req/s): " + "; ".join(cells) + ". "
+        "Servers measured back to back move together, so compare ratios within a round."
+    )
 
 
 def write_readme(path: Path, section: str) -> None:
@@ -405,10 +433,11 @@ def print_report(results: Results) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Re-render README section and chart from a results.json."""
+    """Re-evaluate the targets and re-render README section and chart from a results.json."""
     path = Path((argv or sys.argv[1:] or ["bench/results.json"])[0])
     results = json.loads(path.read_text())
     results["targets"] = evaluate_targets(results)
+    path.write_text(json.dumps(results, indent=2) + "\n")
     chart = write_chart(results, path.parent / "results.png")
     write_readme(path.parent / "README.md", readme_section(results, chart))
     print_report(results)
