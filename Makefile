@@ -36,8 +36,9 @@ lint: $(VENV)/.dev
 test: lint
 	$(BIN)/pytest
 
+## Throughput/latency vs a naive FastAPI server and MLServer (needs wrk: apt-get install wrk)
 bench: $(VENV)/.dev
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) $(MODEL_DIR) .pytest_cache .ruff_cache
