@@ -36,7 +36,8 @@ def imdsv2_required(
     return [
         f"metadataOptions.httpTokens is {tokens!r}. Set metadata_options="
         "{'http_tokens': 'required', 'http_endpoint': 'enabled', "
-        "'http_put_response_hop_limit': 2} (hop limit 2 lets containers on the host use IMDSv2)."
+        "'http_put_response_hop_limit': 1} (1 keeps awsvpc tasks, which use task roles, off the "
+        "instance's credentials; 2 only for bridge-mode containers that need IMDS)."
     ]
 
 
