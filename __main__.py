@@ -15,7 +15,7 @@ import pulumi_awsx as awsx
 from components.ecs_service import InferenceService, Network
 from components.efs_model_store import EfsModelStore, EfsModelStoreArgs
 from components.fargate_service import FargateInferenceService, FargateInferenceServiceArgs
-from components.gpu_ec2_cluster import GpuEc2Cluster, GpuInferenceServiceArgs
+from components.gpu.cluster import GpuEc2Cluster, GpuInferenceServiceArgs
 from components.images import ImageSpec, image_uri
 from components.log_router import LogRouter, LogRouterArgs
 from components.model_sync_job import ModelSyncJob, ModelSyncJobArgs

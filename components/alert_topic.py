@@ -1,7 +1,7 @@
 """An encrypted SNS topic that EventBridge rules may publish to, shared by every alert path.
 
 Used by :class:`components.notifications.ServiceNotifications` (failed deployments, tasks that
-exit non-zero) and :class:`components.scheduled_run_task.ScheduledRunTask` (failed runs), so
+exit non-zero) and :class:`components.scheduled.run_task.ScheduledRunTask` (failed runs), so
 the key policy and topic policy are written once.
 
 The topic is encrypted with a customer-managed KMS key because the AWS-managed ``alias/aws/sns``

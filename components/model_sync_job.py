@@ -4,7 +4,7 @@ The inference service mounts the model store read-only; new model versions get t
 the publisher (``python -m service.sync``, docs/operations.md), which copies, verifies and
 atomically renames each version into place. This component runs that publisher as its own
 Fargate task definition, in the service image, with the store mounted READ-WRITE, and starts
-it on a schedule through :class:`components.scheduled_run_task.ScheduledRunTask` (Step
+it on a schedule through :class:`components.scheduled.run_task.ScheduledRunTask` (Step
 Functions ``ecs:runTask.sync`` with retries and an SNS alert when the last attempt fails).
 
 Least privilege: the task role may list only ``<prefix>/`` of the source bucket and read only
@@ -40,8 +40,8 @@ from components.ecs_service import (
 )
 from components.fargate_sizes import validate_architecture, validate_fargate_size
 from components.iam import policy_json
-from components.scheduled_run_task import RetryPolicy, ScheduledRunTask, ScheduledRunTaskArgs
-from components.scheduled_validation import (
+from components.scheduled.run_task import RetryPolicy, ScheduledRunTask, ScheduledRunTaskArgs
+from components.scheduled.validation import (
     FARGATE_CAPACITIES,
     validate_schedule_expression,
     validate_timeout,

@@ -25,8 +25,8 @@ from components.ecs_service import (
     ServiceSettings,
 )
 from components.fargate_sizes import validate_architecture, validate_fargate_size
-from components.gpu_ec2_cluster import GpuEc2ClusterArgs, validate_args
-from components.gpu_instance_types import gpu_task_size
+from components.gpu.cluster import GpuEc2ClusterArgs, validate_args
+from components.gpu.instance_types import gpu_task_size
 from components.model_sync_job import DEFAULT_SCHEDULE, ModelSyncSettings
 from components.quota_guard import Capacity, Demand
 

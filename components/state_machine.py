@@ -31,7 +31,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from components.scheduled_validation import FARGATE_CAPACITIES, RetryPolicy, plain_text
+from components.scheduled.validation import FARGATE_CAPACITIES, RetryPolicy, plain_text
 
 RUN_TASK_SYNC = "arn:aws:states:::ecs:runTask.sync"
 SNS_PUBLISH = "arn:aws:states:::sns:publish"

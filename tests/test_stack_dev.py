@@ -17,7 +17,7 @@ import pulumi
 import pytest
 import yaml
 
-from components.gpu_ec2_cluster import GpuEc2ClusterArgs
+from components.gpu.cluster import GpuEc2ClusterArgs
 from components.stack_config import StackConfig, config_rows, unknown_keys
 from tests import pulumi_mocks
 from tests.ecs_schema import assert_valid_container_definitions

@@ -1,4 +1,4 @@
-"""InferenceService (components/ecs_service.py): assertions on the inputs of every child."""
+"""InferenceService (components/ecs_service/): assertions on the inputs of every child."""
 
 from __future__ import annotations
 

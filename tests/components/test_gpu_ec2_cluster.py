@@ -14,17 +14,17 @@ import pulumi_aws as aws
 import pytest
 from pulumi.runtime import rpc
 
-from components import gpu_ec2_cluster as gpu_module
 from components.ecs_service import Autoscaling, Network, ServiceSettings
 from components.efs_model_store import EfsModelStore, EfsModelStoreArgs
-from components.gpu_ec2_cluster import (
+from components.gpu import cluster as gpu_module
+from components.gpu.cluster import (
     DEFAULT_GPU_AMI_PARAMETER,
     GpuEc2Cluster,
     GpuEc2ClusterArgs,
     GpuInferenceServiceArgs,
 )
-from components.gpu_instance_types import gpu_task_size, instance_shape, schedulable_memory_mib
-from components.gpu_user_data import ecs_agent_config
+from components.gpu.instance_types import gpu_task_size, instance_shape, schedulable_memory_mib
+from components.gpu.user_data import ecs_agent_config
 from components.log_router import LogRouter, LogRouterArgs
 from tests import pulumi_mocks
 from tests.components.helpers import container_definitions, containers

@@ -15,8 +15,8 @@ import pytest
 from moto import mock_aws
 
 from components import state_machine as sm
-from components.scheduled_run_task import RetryPolicy, ScheduledRunTask, ScheduledRunTaskArgs
-from components.scheduled_validation import (
+from components.scheduled.run_task import RetryPolicy, ScheduledRunTask, ScheduledRunTaskArgs
+from components.scheduled.validation import (
     parse_task_definition_arn,
     validate_schedule_expression,
     validate_timezone,

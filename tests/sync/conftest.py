@@ -15,7 +15,7 @@ from moto import mock_aws
 from onnx import TensorProto, helper
 from rich.console import Console
 
-from service.sync import main
+from service.sync.cli import main
 
 BUCKET = "model-artifacts"
 PREFIX = "prod/models"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from service.sync_sources import LocalSource
+from service.sync.sources import LocalSource
 from tests.sync.conftest import hidden_leftovers, onnx_model, run_sync, sha256, visible
 
 
@@ -102,7 +102,7 @@ def test_staging_failure_is_a_destination_error(
 ) -> None:
     import errno
 
-    import service.sync_publish as publish
+    import service.sync.publish as publish
 
     def read_only(parent: Path, label: str) -> Path:
         raise OSError(errno.EROFS, "Read-only file system")

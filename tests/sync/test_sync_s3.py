@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from botocore.stub import Stubber
 
-from service.sync_checksum import SUPPORTED
-from service.sync_repo import repository_lock
+from service.sync.checksum import SUPPORTED
+from service.sync.repo import repository_lock
 from tests.sync.conftest import (
     BUCKET,
     PREFIX,
@@ -406,7 +406,7 @@ def test_json_logs_for_the_log_router(
 
     from rich.console import Console
 
-    from service.sync import main
+    from service.sync.cli import main
 
     put(s3, "resnet/1/model.onnx", b"garbage")
     console = Console(file=io.StringIO(), force_terminal=False)

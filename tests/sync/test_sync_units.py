@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from service.sync_checksum import SUPPORTED, file_digests, parse_sums, published_sha256, verify
-from service.sync_errors import VerificationError
-from service.sync_repo import retention_victims
-from service.sync_sources import S3Source, SourceFile
-from service.sync_ui import Reporter
+from service.sync.checksum import SUPPORTED, file_digests, parse_sums, published_sha256, verify
+from service.sync.errors import VerificationError
+from service.sync.repo import retention_victims
+from service.sync.sources import S3Source, SourceFile
+from service.sync.ui import Reporter
 
 HEX = "ab" * 32
 

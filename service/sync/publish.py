@@ -15,14 +15,14 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from service.sync_checksum import file_digests, is_manifest, published_sha256, verify
-from service.sync_errors import (
+from service.sync.checksum import file_digests, is_manifest, published_sha256, verify
+from service.sync.errors import (
     DestinationError,
     SourceError,
     SyncError,
     VerificationError,
 )
-from service.sync_repo import (
+from service.sync.repo import (
     TMP_PREFIX,
     discard,
     leftovers,
@@ -35,8 +35,8 @@ from service.sync_repo import (
     staging_dir,
     visible_versions,
 )
-from service.sync_sources import Source, SourceFile, SourceModel, SourceVersion
-from service.sync_ui import Reporter
+from service.sync.sources import Source, SourceFile, SourceModel, SourceVersion
+from service.sync.ui import Reporter
 
 MODEL_FILE = "model.onnx"
 

@@ -26,8 +26,8 @@ import boto3
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
-from service.sync_checksum import SUPPORTED, file_digests
-from service.sync_errors import SourceError, UsageError
+from service.sync.checksum import SUPPORTED, file_digests
+from service.sync.errors import SourceError, UsageError
 
 ProgressFn = Callable[[int], None]
 _CHUNK = 1024 * 1024

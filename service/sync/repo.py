@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from service.sync_errors import DestinationError, LockedError
+from service.sync.errors import DestinationError, LockedError
 
 TMP_PREFIX = ".tmp-"
 DEL_PREFIX = ".del-"

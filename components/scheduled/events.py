@@ -22,7 +22,7 @@ import json
 from typing import Any
 
 from components.ecs_events import task_stopped_nonzero_pattern
-from components.scheduled_validation import TaskDefinitionRef, plain_text
+from components.scheduled.validation import TaskDefinitionRef, plain_text
 
 
 def task_failed_pattern(cluster_arn: str, family: str) -> dict[str, Any]:

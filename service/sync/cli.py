@@ -22,10 +22,10 @@ from typing import Any
 
 from rich.console import Console
 
-from service.sync_errors import SyncError, UsageError
-from service.sync_publish import run_sync
-from service.sync_sources import open_source
-from service.sync_ui import Reporter, configure_logger
+from service.sync.errors import SyncError, UsageError
+from service.sync.publish import run_sync
+from service.sync.sources import open_source
+from service.sync.ui import Reporter, configure_logger
 
 DEFAULT_KEEP = 3
 
@@ -121,5 +121,10 @@ def main(
     return report.exit_code
 
 
-if __name__ == "__main__":
+def run() -> None:
+    """Console entry: exit with :func:`main`'s code."""
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

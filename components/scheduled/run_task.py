@@ -24,12 +24,12 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from components import scheduled_events as events
-from components import scheduled_iam as iam_statements
 from components.alert_topic import AlertTopic, create_alert_topic
 from components.iam import assume_role_policy, policy_json
 from components.log_router import RETENTION_DAYS
-from components.scheduled_validation import (
+from components.scheduled import events
+from components.scheduled import iam as iam_statements
+from components.scheduled.validation import (
     RetryPolicy,
     cluster_name_from_arn,
     parse_task_definition_arn,

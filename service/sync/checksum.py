@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Protocol
 
-from service.sync_errors import VerificationError
+from service.sync.errors import VerificationError
 
 SUMS_FILE = "SHA256SUMS"
 SIDECAR_SUFFIX = ".sha256"

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from components.scheduled_validation import TaskDefinitionRef
+from components.scheduled.validation import TaskDefinitionRef
 
 Statement = dict[str, Any]
 

@@ -5,7 +5,7 @@ launch template (ECS GPU-optimized AMI, IMDSv2, user data joining the cluster) -
 group tagged ``AmazonECSManaged`` -> capacity provider with managed scaling, managed termination
 protection and managed draining -> the cluster's default capacity provider strategy. The
 inference service then runs on it through the shared implementation in
-``components/ecs_service.py`` (see :meth:`GpuEc2Cluster.gpu_placement`).
+``components/ecs_service/`` (see :meth:`GpuEc2Cluster.gpu_placement`).
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from components.ecs_service import (
     ServiceSettings,
     cluster_settings,
 )
-from components.gpu_instance_types import GpuTaskSize, gpu_task_size, parse_gpu_instance_type
-from components.gpu_user_data import user_data_base64
+from components.gpu.instance_types import GpuTaskSize, gpu_task_size, parse_gpu_instance_type
+from components.gpu.user_data import user_data_base64
 from components.iam import assume_role_policy
 
 DEFAULT_GPU_AMI_PARAMETER = (
