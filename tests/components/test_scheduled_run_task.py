@@ -639,6 +639,30 @@ def test_retry_then_catch_then_alert(sfn_world: Callable[..., Any]) -> None:
     assert "Scheduled ECS task nightly failed" in message
 
 
+def test_alert_publish_is_retried_then_the_run_fails_as_unreported(
+    sfn_world: Callable[..., Any],
+) -> None:
+    """The failure branch's SNS publish is retried (a throttled or briefly refused publish must
+    not lose the one message of a failed run); when it still fails, the execution ends with
+    its own error, which the unreported-failure alarm counts. Removing the Retry of
+    NotifyFailure makes this fail (one publish attempt instead of four)."""
+
+    def unreachable_topic(doc: dict[str, Any]) -> None:
+        doc["StartAt"] = sm.CLASSIFY
+        notify = doc["States"][sm.NOTIFY]
+        notify["Parameters"]["TopicArn"] = f"arn:aws:sns:{REGION}:{ACCOUNT}:missing"
+        for retrier in notify["Retry"]:  # same attempts, shorter waits
+            retrier["IntervalSeconds"], retrier["BackoffRate"] = 1, 1.0
+
+    described, history, messages = sfn_world(
+        unreachable_topic, {"error": {"Error": "States.Timeout"}}
+    )
+    assert described["status"] == "FAILED"
+    assert described["error"] == sm.UNREPORTED_ERROR
+    assert history.count("TaskScheduled") == 1 + 3  # the publish and its three retries
+    assert messages == []
+
+
 def test_task_definition_arn_parsing() -> None:
     ref = parse_task_definition_arn(f"{FAMILY_ARN}:12")
     assert (ref.family, ref.family_arn, ref.revision) == ("reindex", FAMILY_ARN, 12)
