@@ -66,9 +66,18 @@ tags = {"project": pulumi.get_project(), "stack": stack, **cfg.tags}
 check_fargate_quotas(cfg.fargate_demands(name), skip=cfg.quota_guard_skip)
 
 net = network(cfg, name, tags)
+# Fargate runs the lean CPU image; GPU instances the one with the CUDA/cuDNN wheels.
+ort_variant = "cuda" if cfg.capacity == "gpu" else "cpu"
 service_image = image_uri(
     name,
-    ImageSpec("service", dockerfile="service/Dockerfile", context=".", prebuilt=cfg.service_image),
+    ImageSpec(
+        "service",
+        dockerfile="service/Dockerfile",
+        context=".",
+        prebuilt=cfg.service_image,
+        args={"ORT_VARIANT": ort_variant},
+        tag_prefix=f"{ort_variant}-",
+    ),
     platform=cfg.image_platform,
     tags=tags,
 )
