@@ -48,6 +48,13 @@ class Settings(BaseSettings):
         25.0, ge=0, description="Seconds to finish in-flight requests after SIGTERM."
     )
     access_log: bool = Field(True, description="Write one JSON access-log record per request.")
+    keep_alive_s: float = Field(
+        65.0,
+        gt=0,
+        description="Seconds an idle keep-alive connection stays open. Behind a load balancer it "
+        "must outlast the balancer's idle timeout, or the balancer reuses a connection the "
+        "service is closing and answers 502; the stack sets it from idleTimeoutSeconds.",
+    )
     strict_readiness: bool = Field(
         False,
         description="Ready only when every model version loaded (default: at least one did, so "
