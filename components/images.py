@@ -56,6 +56,19 @@ def lifecycle_policy(keep_tagged: int = 30, untagged_days: int = 7) -> awsx.ecr.
     )
 
 
+VARIANT_PLACEHOLDER = "{variant}"
+
+
+def prebuilt_uri(spec: ImageSpec) -> str:
+    """The prebuilt URI with ``{variant}`` replaced by the variant this stack builds (``cpu`` or
+    ``cuda``), so CI can pass one ``serviceImage`` for every stack: ``repo:<sha>-{variant}``."""
+    assert spec.prebuilt is not None
+    variant = spec.args.get("ORT_VARIANT")
+    if VARIANT_PLACEHOLDER in spec.prebuilt and variant is None:
+        raise ValueError(f"image URI {spec.prebuilt!r} has {VARIANT_PLACEHOLDER} but no variant")
+    return spec.prebuilt.replace(VARIANT_PLACEHOLDER, variant or "")
+
+
 def image_uri(
     name: str,
     spec: ImageSpec,
@@ -69,7 +82,7 @@ def image_uri(
     exactly when the image content does.
     """
     if spec.prebuilt:
-        return pulumi.Output.from_input(spec.prebuilt)
+        return pulumi.Output.from_input(prebuilt_uri(spec))
     repository = awsx.ecr.Repository(
         f"{name}-{spec.role}-repo",
         image_scanning_configuration=aws.ecr.RepositoryImageScanningConfigurationArgs(

@@ -133,3 +133,17 @@ def test_dockerfile_installs_from_a_bind_mount_not_a_copied_layer() -> None:
     assert "--mount=type=bind,from=build,source=/wheels,target=/wheels" in text
     assert "--no-deps" in text  # the package's own platform markers would ask for the other ORT
     assert re.search(r"^ARG ORT_VARIANT=cpu$", text, re.M)
+
+
+def test_prebuilt_service_image_takes_the_stacks_variant() -> None:
+    """CI passes one serviceImage for every stack, `<repo>:<sha>-{variant}`; each stack runs the
+    variant its capacity needs (.github/workflows/deploy.yml builds both)."""
+    registry = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
+    images = {
+        "serviceImage": f"{registry}/onnx:0c0ffee-{{variant}}",
+        "logRouterImage": f"{registry}/router:0c0ffee",
+    }
+    for config, variant in ((DEV, "cpu"), (PROD, "cuda")):
+        mocks, exports = run_stack(config, images)
+        assert not mocks.of_type(IMAGE)
+        assert exports["serviceImage"] == f"{registry}/onnx:0c0ffee-{variant}"
