@@ -91,7 +91,8 @@ def _alarm(
     tags: Mapping[str, str] | None,
     statistic: str = "Sum",
 ) -> aws.cloudwatch.MetricAlarm:
-    """Fires on any datapoint above zero in one period; missing data (no traffic) is fine."""
+    """Fires on any datapoint above zero in one period; missing data (no traffic) is fine.
+    Notifies on ALARM only: one message per incident, not a second one when it clears."""
     return aws.cloudwatch.MetricAlarm(
         name,
         alarm_description=description,
@@ -105,7 +106,6 @@ def _alarm(
         comparison_operator="GreaterThanThreshold",
         treat_missing_data="notBreaching",
         alarm_actions=[topic_arn],
-        ok_actions=[topic_arn],
         tags=dict(tags or {}),
         opts=pulumi.ResourceOptions(parent=parent),
     )
