@@ -18,7 +18,7 @@ import re
 import subprocess
 import sys
 import tomllib
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -130,10 +130,15 @@ def resolve(platform: str, requirements: list[str], tmp: Path) -> dict[str, str]
     }
 
 
-@pytest.fixture(scope="module")
-def resolved(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str], Any]:
-    """Both requirement sets on every platform, resolved in parallel (network-bound)."""
-    tmp = tmp_path_factory.mktemp("resolve")
+_started: dict[tuple[str, str], Future[Any]] = {}
+_pool = ThreadPoolExecutor(max_workers=3, thread_name_prefix="pip-resolve")
+
+
+def start_resolutions(tmp: Path) -> None:
+    """Start every resolution in the background (idempotent). tests/conftest.py calls this when
+    the session begins, so pip's network waits overlap the rest of the suite."""
+    if _started:
+        return
     jobs = {
         (platform, which): (platform, reqs, tmp)
         for platform in PLATFORMS
@@ -144,9 +149,16 @@ def resolved(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str], 
     }
     # `make test` itself proves .[dev] on Linux x86_64; the Mac is the platform to check.
     jobs[(DEV_PLATFORM, "dev")] = (DEV_PLATFORM, dev_requirements(DEV_PLATFORM), tmp)
-    with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
-        futures = {key: pool.submit(_capture, *args) for key, args in jobs.items()}
-        return {key: future.result() for key, future in futures.items()}
+    # the slowest first
+    for key in sorted(jobs, key=lambda k: k[1] != "dev"):
+        _started[key] = _pool.submit(_capture, *jobs[key])
+
+
+@pytest.fixture(scope="module")
+def resolved(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str], Any]:
+    """Both requirement sets on every platform (and .[dev] on the Mac), as pip resolves them."""
+    start_resolutions(tmp_path_factory.mktemp("resolve"))
+    return {key: future.result() for key, future in _started.items()}
 
 
 def _capture(platform: str, requirements: list[str], tmp: Path) -> Any:
