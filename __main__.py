@@ -16,7 +16,7 @@ from components.ecs_service import InferenceService, Network
 from components.efs_model_store import EfsModelStore, EfsModelStoreArgs
 from components.fargate_service import FargateInferenceService, FargateInferenceServiceArgs
 from components.gpu.cluster import GpuEc2Cluster, GpuInferenceServiceArgs
-from components.images import ImageSpec, image_uri
+from components.images import ImageSpec, image_uri, service_image_spec
 from components.log_router import LogRouter, LogRouterArgs
 from components.model_sync_job import ModelSyncJob, ModelSyncJobArgs
 from components.quota_guard import check_fargate_quotas
@@ -70,17 +70,19 @@ net = network(cfg, name, tags)
 ort_variant = "cuda" if cfg.capacity == "gpu" else "cpu"
 service_image = image_uri(
     name,
-    ImageSpec(
-        "service",
-        dockerfile="service/Dockerfile",
-        context=".",
-        prebuilt=cfg.service_image,
-        args={"ORT_VARIANT": ort_variant},
-        tag_prefix=f"{ort_variant}-",
-    ),
+    service_image_spec("service", ort_variant, cfg.service_image),
     platform=cfg.image_platform,
     tags=tags,
 )
+# The model sync runs on Fargate: in a GPU stack it gets the CPU image too, not the CUDA wheels.
+sync_image = service_image
+if ort_variant != "cpu" and cfg.model_sync_source is not None:
+    sync_image = image_uri(
+        name,
+        service_image_spec("model-sync", "cpu", cfg.service_image),
+        platform=cfg.image_platform,
+        tags=tags,
+    )
 router_image = image_uri(
     name,
     ImageSpec(
@@ -155,14 +157,14 @@ else:
 sync_settings = cfg.model_sync_settings()
 if sync_settings is not None:
     # Its own alert topic (same e-mail): the service's topic policy admits only the service's
-    # two event rules, and its KMS key is not an output.
+    # event rules, and its KMS key is not an output.
     sync = ModelSyncJob(
         f"{name}-model-sync",
         ModelSyncJobArgs(
             cluster_arn=service.cluster_arn,
             vpc_id=net.vpc_id,
             subnet_ids=net.private_subnet_ids,
-            image=service_image,
+            image=sync_image,
             model_store=models,
             log_router=logs,
             settings=sync_settings,
@@ -175,6 +177,7 @@ if sync_settings is not None:
     pulumi.export("modelSyncScheduleArn", sync.schedule_arn)
     pulumi.export("modelSyncSecurityGroupId", sync.security_group_id)
     pulumi.export("modelSyncAlarmTopicArn", sync.alarm_topic_arn)
+    pulumi.export("modelSyncImage", sync_image)
 
 pulumi.export("url", service.url)
 pulumi.export("loadBalancerDns", service.load_balancer_dns)

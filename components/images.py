@@ -120,3 +120,16 @@ def image_uri(
 def _relative_to_context(context: str, dockerfile: str) -> str:
     """awsx takes the Dockerfile relative to the project; content_tag relative to the context."""
     return str(Path(dockerfile).resolve().relative_to(Path(context).resolve()))
+
+
+def service_image_spec(role: str, variant: str, prebuilt: str | None) -> ImageSpec:
+    """The service image (service/Dockerfile, context: the repository root) in ``variant``
+    ("cpu" or "cuda"), or the prebuilt URI with ``{variant}`` filled in."""
+    return ImageSpec(
+        role,
+        dockerfile="service/Dockerfile",
+        context=".",
+        prebuilt=prebuilt,
+        args={"ORT_VARIANT": variant},
+        tag_prefix=f"{variant}-",
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
 import tomllib
 from pathlib import Path
@@ -98,7 +99,8 @@ def test_service_context_is_only_what_the_image_needs() -> None:
 
 
 def test_stacks_build_the_variant_their_capacity_needs() -> None:
-    """Fargate stacks deploy the lean CPU image; GPU stacks the CUDA one (issue 13, item 5)."""
+    """Fargate stacks deploy the lean CPU image; GPU stacks the CUDA one (issue 13, item 5), and
+    their model sync, a Fargate task, the CPU one."""
     for config, variant in ((DEV, "cpu"), (PROD, "cuda")):
         mocks, _ = run_stack(config)
         image = mocks.one(IMAGE, f"{NAME}-service-image").inputs
@@ -106,6 +108,11 @@ def test_stacks_build_the_variant_their_capacity_needs() -> None:
         assert image["imageTag"].startswith(f"{variant}-")
         router = mocks.one(IMAGE, f"{NAME}-log-router-image").inputs
         assert TAG.match(router["imageTag"])
+    sync_image = mocks.one(IMAGE, f"{NAME}-model-sync-image").inputs  # prod: GPU + model sync
+    assert sync_image["args"] == {"ORT_VARIANT": "cpu"}
+    sync_task = mocks.one("aws:ecs/taskDefinition:TaskDefinition", f"{NAME}-model-sync-taskdef")
+    sync_container = json.loads(sync_task.inputs["containerDefinitions"])[0]
+    assert sync_container["image"].endswith(f"/{NAME}-model-sync-image@sha256:0")
 
 
 @pytest.mark.parametrize("variant", ["cpu", "cuda"])
@@ -147,3 +154,6 @@ def test_prebuilt_service_image_takes_the_stacks_variant() -> None:
         mocks, exports = run_stack(config, images)
         assert not mocks.of_type(IMAGE)
         assert exports["serviceImage"] == f"{registry}/onnx:0c0ffee-{variant}"
+    sync_task = mocks.one("aws:ecs/taskDefinition:TaskDefinition", f"{NAME}-model-sync-taskdef")
+    sync_container = json.loads(sync_task.inputs["containerDefinitions"])[0]
+    assert sync_container["image"] == f"{registry}/onnx:0c0ffee-cpu"
