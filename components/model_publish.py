@@ -36,7 +36,7 @@ POLL_INTERVAL_S = 10.0
 
 
 def sync_exit_meanings() -> dict[int, str]:
-    """Exit code -> meaning, read from the publisher's own error classes (service/sync/errors.py)."""
+    """Exit code -> meaning, from the publisher's own error classes (service/sync/errors.py)."""
     meanings = {1: "unexpected error (a bug or an interrupted transfer; read the task's log)"}
     for cls in (
         sync_errors.UsageError,
