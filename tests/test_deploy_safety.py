@@ -161,7 +161,7 @@ def test_deployment_alarms_watch_the_services_target_group(
 def test_publish_runs_the_sync_task_definition_and_the_service_waits_for_it(
     stack: tuple[str, RecordingMocks, Graph, dict],
 ) -> None:
-    name, mocks, graph, exports = stack
+    _, mocks, graph, exports = stack
     (publish,) = mocks.of_type(PUBLISH)
     assert publish.name == f"{NAME}-model-publish"
     inputs = publish.inputs
@@ -302,4 +302,3 @@ def test_deferred_topic_wiring_keeps_the_event_rules_on_this_service() -> None:
         ]
     )
     assert task_rule["detail"]["group"] == [f"service:{exports['serviceName']}"]
-
