@@ -162,8 +162,7 @@ def test_publish_runs_the_sync_task_definition_and_the_service_waits_for_it(
     stack: tuple[str, RecordingMocks, Graph, dict],
 ) -> None:
     _, mocks, graph, exports = stack
-    (publish,) = mocks.of_type(PUBLISH)
-    assert publish.name == f"{NAME}-model-publish"
+    publish = mocks.one(PUBLISH, f"{NAME}-model-publish")
     inputs = publish.inputs
     assert inputs["task_definition"] == exports["modelSyncTaskDefinitionArn"]
     assert inputs["security_groups"] == [exports["modelSyncSecurityGroupId"]]
@@ -184,6 +183,25 @@ def test_publish_runs_the_sync_task_definition_and_the_service_waits_for_it(
     assert graph.urn("aws:ecs/taskDefinition:TaskDefinition", f"{NAME}-model-sync-taskdef") in (
         before_publish
     )
+
+
+def test_a_rolled_back_deployment_fails_the_update_through_the_deployment_check(
+    stack: tuple[str, RecordingMocks, Graph, dict],
+) -> None:
+    """Steady state alone passes a rollback (hashicorp/terraform-provider-aws#19519): the
+    check runs after the service and compares the revision that must run."""
+    _, mocks, graph, exports = stack
+    check = mocks.one(PUBLISH, f"{NAME}-deployment-check")
+    assert check.inputs["task_definition"] == exports["taskDefinitionArn"]
+    assert check.inputs["service"] == exports["serviceName"]
+    assert check.inputs["cluster"] == exports["clusterArn"]
+    service_urn = graph.urn(SERVICE, f"{NAME}-service")
+    assert service_urn in graph.closure(graph.urn(PUBLISH, f"{NAME}-deployment-check"))
+
+
+def test_externally_deployed_revisions_are_judged_whatever_they_are() -> None:
+    mocks, _ = run_stack(DEV, {"ignoreTaskDefinitionChanges": True})
+    assert mocks.one(PUBLISH, f"{NAME}-deployment-check").inputs["task_definition"] == ""
 
 
 def test_dev_uploads_the_demo_model_to_its_own_private_bucket_before_the_publish(
@@ -218,7 +236,7 @@ def test_dev_uploads_the_demo_model_to_its_own_private_bucket_before_the_publish
 
     data = base64.b64decode(model.inputs["contentBase64"])
     assert data == demo_model_bytes()
-    (publish,) = mocks.of_type(PUBLISH)
+    publish = mocks.one(PUBLISH, f"{NAME}-model-publish")
     assert publish.inputs["source_version"] == hashlib.sha256(data).hexdigest()
     model_urn = graph.urn(model.type_, model.name)
     assert model_urn in graph.closure(graph.urn(PUBLISH, f"{NAME}-model-publish"))
@@ -237,7 +255,7 @@ def test_a_stack_with_a_source_creates_no_bucket_and_keeps_its_schedule() -> Non
     mocks, exports = run_stack(DEV, {"modelSyncSource": "s3://my-models/dev"})
     assert not [b for b in mocks.of_type("aws:s3/bucket:Bucket") if "model-source" in b.name]
     assert "modelBucketName" not in exports
-    (publish,) = mocks.of_type(PUBLISH)
+    publish = mocks.one(PUBLISH, f"{NAME}-model-publish")
     assert (publish.inputs["source"], publish.inputs["source_version"]) == (
         "s3://my-models/dev",
         "",

@@ -27,6 +27,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.deployment_alarms import DeploymentAlarms
+from components.deployment_check import DeploymentCheck, DeploymentCheckArgs
 from components.ecs_service.settings import (
     CONTAINER_INSIGHTS,
     CONTAINER_NAME,
@@ -167,6 +168,7 @@ class InferenceService(pulumi.ComponentResource):
             raise
         resolve_service_arn(service.arn)
         resolve_service_name(service.name)
+        self._deployment_check(service, task_definition)
         if args.settings.autoscaling is not None:
             self._autoscaling(args.settings.autoscaling, service, alb, target_group)
 
@@ -503,6 +505,26 @@ class InferenceService(pulumi.ComponentResource):
                 # GPU capacity may first boot instances and pull a CUDA image (provider: 20 min)
                 custom_timeouts=pulumi.CustomTimeouts(create="40m", update="40m"),
             ),
+        )
+
+    def _deployment_check(
+        self, service: aws.ecs.Service, task_definition: aws.ecs.TaskDefinition
+    ) -> DeploymentCheck:
+        """Fail the update when ECS rolled the new revision back (steady state alone passes)."""
+        args = self._args
+        invoke = pulumi.InvokeOutputOptions(parent=self)
+        return DeploymentCheck(
+            f"{self._name}-deployment-check",
+            DeploymentCheckArgs(
+                cluster=self.cluster_arn,
+                service=service.name,
+                # deployments from outside Pulumi own the revision: judge the newest one
+                task_definition=""
+                if args.settings.ignore_task_definition_changes
+                else task_definition.arn,
+                region=aws.get_region_output(opts=invoke).region,
+            ),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[service]),
         )
 
     # -- autoscaling ----------------------------------------------------------------------------
