@@ -23,6 +23,7 @@ from components.model_publish import ModelPublish, ModelPublishArgs
 from components.model_sync_job import CONTAINER_NAME as SYNC_CONTAINER
 from components.model_sync_job import ModelSyncJob, ModelSyncJobArgs
 from components.quota_guard import check_fargate_quotas
+from components.smoke_probe import SmokeProbe, SmokeProbeArgs
 from components.stack_config import StackConfig
 
 
@@ -205,6 +206,23 @@ else:
         ),
     )
 
+# What `python -m ops smoke` runs inside the VPC (the load balancer is internal).
+smoke = SmokeProbe(
+    f"{name}-smoke",
+    SmokeProbeArgs(
+        vpc_id=net.vpc_id,
+        vpc_cidr_block=net.vpc_cidr_block,
+        image=service_image,
+        url=service.url,
+        listener_ports=cfg.service_settings().load_balancer.listener_ports,
+        model_store=models,
+        architecture=cfg.cpu_architecture,
+        tags=tags,
+    ),
+)
+pulumi.export("smokeTaskDefinitionArn", smoke.task_definition_arn)
+pulumi.export("smokeSecurityGroupId", smoke.security_group_id)
+pulumi.export("smokeLogGroupName", smoke.log_group_name)
 sync = jobs["sync"]
 pulumi.export("modelSyncSource", sync_settings.source)
 pulumi.export("modelSyncTaskDefinitionArn", sync.task_definition_arn)
