@@ -320,3 +320,38 @@ def test_deferred_topic_wiring_keeps_the_event_rules_on_this_service() -> None:
         ]
     )
     assert task_rule["detail"]["group"] == [f"service:{exports['serviceName']}"]
+
+
+def test_smoke_probe_task_runs_the_probe_in_the_vpc(
+    stack: tuple[str, RecordingMocks, Graph, dict],
+) -> None:
+    """What `python -m ops smoke --stack-outputs` needs, least privilege: no ingress, egress to
+    the internal ALB's listener ports inside the VPC only (plus HTTPS and NFS)."""
+    from tests.ecs_schema import assert_valid_container_definitions
+
+    _, mocks, _, exports = stack
+    task = mocks.one("aws:ecs/taskDefinition:TaskDefinition", f"{NAME}-smoke-taskdef").inputs
+    assert exports["smokeTaskDefinitionArn"].endswith(f"task-definition/{NAME}-smoke-taskdef:1")
+    (container,) = json.loads(task["containerDefinitions"])
+    assert_valid_container_definitions([container])
+    assert container["entryPoint"] == ["python", "-m", "ops.smoke_probe"]
+    assert container["image"] == exports["serviceImage"]
+    env = {e["name"]: e["value"] for e in container["environment"]}
+    assert env == {"MODEL_DIR": "/models", "SMOKE_URL": exports["url"]}
+    assert container["mountPoints"][0]["readOnly"] is True
+    assert container["logConfiguration"]["options"]["awslogs-stream-prefix"] == "smoke"
+    assert container["logConfiguration"]["options"]["awslogs-group"] == exports[
+        "smokeLogGroupName"
+    ]
+    egress = [
+        r.inputs
+        for r in mocks.of_type("aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule")
+        if r.name.startswith(f"{NAME}-smoke-out-alb-")
+    ]
+    assert [(e["fromPort"], e["cidrIpv4"]) for e in egress] == [(80, "10.0.0.0/16")]
+    ingress = [
+        r
+        for r in mocks.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
+        if r.inputs["securityGroupId"] == exports["smokeSecurityGroupId"]
+    ]
+    assert ingress == []
