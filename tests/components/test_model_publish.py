@@ -339,3 +339,25 @@ def test_bad_timeout_is_refused_before_registration() -> None:
                 timeout_seconds=5,
             ),
         )
+
+
+def test_deploy_time_code_imports_only_infra_dependencies() -> None:
+    """The Pulumi program installs only the `infra` extra (pyproject.toml): what runs at deploy
+    time must not pull in the service's runtime (FastAPI, ONNX Runtime, rich...)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, __main__\n"
+        "import components.model_publish, components.deployment_check\n"
+        "import components.demo_model_source as d, components.smoke_probe\n"
+        "d.demo_model_bytes()\n"
+        "print(','.join(sorted(m.split('.')[0] for m in sys.modules)))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    loaded = set(result.stdout.strip().split(","))
+    runtime_only = {"fastapi", "uvicorn", "onnxruntime", "rich", "starlette", "pydantic_settings"}
+    assert loaded & runtime_only == set()
+    assert {"boto3", "onnx", "numpy"} - loaded == {"boto3"}  # boto3 only when a client is made
