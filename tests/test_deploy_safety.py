@@ -340,9 +340,7 @@ def test_smoke_probe_task_runs_the_probe_in_the_vpc(
     assert env == {"MODEL_DIR": "/models", "SMOKE_URL": exports["url"]}
     assert container["mountPoints"][0]["readOnly"] is True
     assert container["logConfiguration"]["options"]["awslogs-stream-prefix"] == "smoke"
-    assert container["logConfiguration"]["options"]["awslogs-group"] == exports[
-        "smokeLogGroupName"
-    ]
+    assert container["logConfiguration"]["options"]["awslogs-group"] == exports["smokeLogGroupName"]
     egress = [
         r.inputs
         for r in mocks.of_type("aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule")
