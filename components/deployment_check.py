@@ -21,7 +21,7 @@ from typing import Any
 import pulumi
 import pulumi.dynamic as dynamic
 
-from components.model_publish import _ecs_client
+from components.model_publish import ecs_client
 from ops.deployment import wait_for_deployment
 
 TRIGGERS = ("cluster", "service", "task_definition")
@@ -35,7 +35,7 @@ class DeploymentCheckProvider(dynamic.ResourceProvider):
 
     def __init__(
         self,
-        client_factory: Callable[[str], Any] = _ecs_client,
+        client_factory: Callable[[str], Any] = ecs_client,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:

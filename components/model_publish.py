@@ -78,7 +78,8 @@ def failure_message(outcome: Outcome, container: str, task_definition: str) -> s
     return "\n".join(lines)
 
 
-def _ecs_client(region: str) -> Any:
+def ecs_client(region: str) -> Any:
+    """An ECS client for the stack's region, with standard retries (deploy-time resources)."""
     import boto3
     from botocore.config import Config
 
@@ -94,7 +95,7 @@ class ModelPublishProvider(dynamic.ResourceProvider):
 
     def __init__(
         self,
-        client_factory: Callable[[str], Any] = _ecs_client,
+        client_factory: Callable[[str], Any] = ecs_client,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
