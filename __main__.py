@@ -215,6 +215,7 @@ smoke = SmokeProbe(
         image=service_image,
         url=service.url,
         listener_ports=cfg.service_settings().load_balancer.listener_ports,
+        public_load_balancer=cfg.public_load_balancer,
         model_store=models,
         architecture=cfg.cpu_architecture,
         tags=tags,

@@ -8,7 +8,8 @@ service through the load balancer's URL (``SMOKE_URL``), prints one line per mod
 group and exits with the probe's exit code (ops/smoke_probe.py).
 
 Least privilege: a security group with no ingress and egress only to the load balancer's listener
-ports inside the VPC, HTTPS (ECR, logs) and NFS to the store; an execution role that pulls the
+ports (inside the VPC; anywhere for a public load balancer, reached at its public addresses),
+HTTPS (ECR, logs) and NFS to the store; an execution role that pulls the
 image and writes its own log group; a task role that only mounts the store read-only.
 """
 
@@ -45,6 +46,8 @@ class SmokeProbeArgs:
     url: pulumi.Input[str]  # the service's load balancer URL
     listener_ports: Sequence[int]
     model_store: ModelStore
+    # a public ALB is reached at its public addresses (through NAT), not inside the VPC range
+    public_load_balancer: bool = False
     architecture: str = "X86_64"
     log_retention_days: int = 30
     tags: Mapping[str, str] = field(default_factory=dict)
@@ -108,8 +111,8 @@ class SmokeProbe(pulumi.ComponentResource):
                 ip_protocol="tcp",
                 from_port=port,
                 to_port=port,
-                cidr_ipv4=args.vpc_cidr_block,
-                description="to the internal load balancer",
+                cidr_ipv4="0.0.0.0/0" if args.public_load_balancer else args.vpc_cidr_block,
+                description="to the load balancer's listener",
                 opts=child,
             )
         task_egress(name, group, args.model_store, child)

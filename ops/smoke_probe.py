@@ -23,9 +23,11 @@ import argparse
 import json
 import math
 import os
+import ssl
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -52,6 +54,20 @@ class Unreachable(Exception):
 class Answer:
     status: int
     body: Any
+
+
+def tls_context(url: str) -> ssl.SSLContext | None:
+    """The certificate is always verified; the host name only when it can match: the stack's
+    ``url`` is the load balancer's AWS name (``*.elb.amazonaws.com``), which the ALB's ACM
+    certificate (for your domain) never covers. Pass your domain as ``--url`` to check it too."""
+    parsed = urllib.parse.urlsplit(url)
+    if parsed.scheme != "https":
+        return None
+    context = ssl.create_default_context()
+    host = (parsed.hostname or "").lower()
+    if host.endswith((".elb.amazonaws.com", ".elb.amazonaws.com.cn")):
+        context.check_hostname = False
+    return context
 
 
 def call(url: str, payload: Any = None, timeout: float = 10.0) -> Answer:

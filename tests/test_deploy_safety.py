@@ -353,3 +353,13 @@ def test_smoke_probe_task_runs_the_probe_in_the_vpc(
         if r.inputs["securityGroupId"] == exports["smokeSecurityGroupId"]
     ]
     assert ingress == []
+
+
+def test_smoke_probe_reaches_a_public_load_balancer_at_its_public_addresses() -> None:
+    mocks, _ = run_stack(DEV, {"publicLoadBalancer": True})
+    egress = [
+        r.inputs
+        for r in mocks.of_type("aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule")
+        if r.name.startswith(f"{NAME}-smoke-out-alb-")
+    ]
+    assert [(e["fromPort"], e["cidrIpv4"]) for e in egress] == [(80, "0.0.0.0/0")]

@@ -285,3 +285,14 @@ def test_ops_entry_point_has_smoke_and_deployment(capsys: pytest.CaptureFixture[
         ops_main(["--help"])
     text = capsys.readouterr().out
     assert "smoke" in text and "deployment" in text and "run-task" in text
+
+
+def test_tls_always_verifies_the_certificate_and_the_host_name_when_it_can_match() -> None:
+    from ops.smoke_probe import tls_context
+
+    assert tls_context("http://internal-x.us-east-1.elb.amazonaws.com") is None
+    alb = tls_context("https://internal-x-123.us-east-1.elb.amazonaws.com")
+    assert alb is not None and alb.verify_mode.name == "CERT_REQUIRED"
+    assert alb.check_hostname is False  # the ACM certificate names your domain, not the ALB
+    own = tls_context("https://models.example.com")
+    assert own is not None and own.check_hostname is True
