@@ -256,13 +256,15 @@ def run_to_completion(
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
     on_status: StatusCallback | None = None,
+    on_started: Callable[[str], None] | None = None,
     client_token: str | None = None,
 ) -> Outcome:
     """RunTask, read its ``failures``, wait for STOPPED and judge the stopped task.
 
-    The non-interactive composition of the pieces above, for callers that are not a terminal
-    (the deploy-time model publish): every way the run can end is an :class:`Outcome` with the
-    same exit codes as ``python -m ops run-task``. API errors (botocore's ClientError) propagate.
+    The one composition of the pieces above, used by ``python -m ops run-task``, the deploy-time
+    model publish (components/model_publish.py) and ``python -m ops smoke``: every way the run
+    can end is an :class:`Outcome` with the run-task exit codes. ``on_started`` gets the task ARN
+    as soon as RunTask placed it. API errors (botocore's ClientError) propagate.
     """
     answer = ecs.run_task(**request.params(client_token))
     failures = placement_failures(answer)
@@ -274,6 +276,8 @@ def run_to_completion(
             [str(f) for f in failures],
         )
     task_arn = tasks[0]["taskArn"]
+    if on_started is not None:
+        on_started(task_arn)
     result = wait_for_stop(
         ecs,
         request.cluster,
