@@ -82,7 +82,6 @@ def graph() -> Iterator[Graph]:
         return response
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(MockMonitor, "register_resource_hook", None, raising=False)
         patch.setattr(MockMonitor, "RegisterResource", register)
         yield recorded
 
