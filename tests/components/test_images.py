@@ -92,9 +92,10 @@ def test_service_context_is_only_what_the_image_needs() -> None:
     assert "pyproject.toml" in files
     assert "scripts/image_requirements.py" in files
     assert "service/Dockerfile" in files and "service/app.py" in files
-    outside = [f for f in files if not f.startswith("service/")]
-    # Docker always sends .dockerignore itself
+    outside = [f for f in files if not f.startswith(("service/", "ops/"))]
+    # Docker always sends .dockerignore itself; ops/ holds the smoke probe the image runs
     assert sorted(outside) == [".dockerignore", "pyproject.toml", "scripts/image_requirements.py"]
+    assert "ops/smoke_probe.py" in files
     assert not any("__pycache__" in f for f in files)
 
 

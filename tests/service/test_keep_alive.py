@@ -103,7 +103,7 @@ def idle_then_reuse(port: int, idle_s: float) -> tuple[bool, bytes]:
 def test_idle_connection_outlasts_the_load_balancer_idle_timeout(tmp_path: Path) -> None:
     mocks, _ = run_stack(DEV)
     idle_timeout = int(mocks.one("aws:lb/loadBalancer:LoadBalancer").inputs["idleTimeout"])
-    task = mocks.one("aws:ecs/taskDefinition:TaskDefinition")
+    task = mocks.one("aws:ecs/taskDefinition:TaskDefinition", "onnx-test-taskdef")
     app = next(c for c in json.loads(task.inputs["containerDefinitions"]) if c["name"] == "app")
     keep_alive = next(e["value"] for e in app["environment"] if e["name"] == "KEEP_ALIVE_S")
     assert float(keep_alive) > idle_timeout
@@ -127,7 +127,7 @@ def test_keep_alive_follows_the_configured_idle_timeout() -> None:
     """Raise idleTimeoutSeconds for long inferences and the service's keep-alive follows."""
     mocks, _ = run_stack(DEV, {"idleTimeoutSeconds": 300})
     assert mocks.one("aws:lb/loadBalancer:LoadBalancer").inputs["idleTimeout"] == 300
-    task = mocks.one("aws:ecs/taskDefinition:TaskDefinition")
+    task = mocks.one("aws:ecs/taskDefinition:TaskDefinition", "onnx-test-taskdef")
     app = next(c for c in json.loads(task.inputs["containerDefinitions"]) if c["name"] == "app")
     env = {e["name"]: e["value"] for e in app["environment"]}
     assert int(env["KEEP_ALIVE_S"]) > 300
