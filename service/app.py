@@ -134,6 +134,7 @@ def create_app(settings: Settings, scheduler: Scheduler | None = None) -> Servic
         scheduler,
         strict_readiness=settings.strict_readiness,
         repository_api=settings.repository_api,
+        max_request_bytes=settings.max_request_bytes,
     )
 
     @asynccontextmanager
@@ -284,6 +285,7 @@ def create_app(settings: Settings, scheduler: Scheduler | None = None) -> Servic
         plane=plane,
         metrics=metrics,
         max_request_bytes=settings.max_request_bytes,
+        body_timeout_s=settings.request_body_timeout_s,
     )
     app.front = ObservabilityMiddleware(routes, metrics=metrics, access_log=settings.access_log)
     return app

@@ -72,6 +72,13 @@ class Settings(BaseSettings):
         1, ge=1, description="Default parallel runs per model version (Triton instance groups)."
     )
 
+    request_header_timeout_s: float = Field(
+        20.0, gt=0, description="Seconds a client has to send a request's headers; then 408."
+    )
+    request_body_timeout_s: float = Field(
+        60.0, gt=0, description="Seconds a client has to send a request's body; then 408."
+    )
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper(cls, value: object) -> object:
