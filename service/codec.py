@@ -166,7 +166,7 @@ def _from_json(data: Any, datatype: str, shape: tuple[int, ...], name: str) -> n
     if not isinstance(data, list):
         data = [data]
     count = math.prod(shape)
-    flat = _flatten(data, name)
+    flat = _flatten(data, datatype, name)
     if len(flat) != count:
         raise InvalidInput(
             f"input '{name}': shape {list(shape)} has {count} elements but 'data' has {len(flat)}"
@@ -181,7 +181,7 @@ def _from_json(data: Any, datatype: str, shape: tuple[int, ...], name: str) -> n
     return array.reshape(shape)
 
 
-def _flatten(data: list[Any], name: str) -> list[Any] | np.ndarray:
+def _flatten(data: list[Any], datatype: str, name: str) -> list[Any] | np.ndarray:
     """The leaves of a (nested) JSON list, in row-major order, every Python value as parsed
     (no float64 detour, so integers stay exact). A flat list is returned as it is: no copy."""
     if not data or type(data[0]) is not list:  # lists further on fail the type checks
@@ -189,10 +189,14 @@ def _flatten(data: list[Any], name: str) -> list[Any] | np.ndarray:
     try:
         nested = np.array(data, dtype=object)
     except ValueError:
-        raise InvalidInput(f"input '{name}': 'data' is a ragged nested list") from None
+        raise InvalidInput(
+            f"input '{name}': 'data' cannot be read as {datatype}: it is a ragged nested list"
+        ) from None
     flat = nested.reshape(-1)
     if any(type(x) is list for x in flat):  # lists at different depths
-        raise InvalidInput(f"input '{name}': 'data' is a ragged nested list")
+        raise InvalidInput(
+            f"input '{name}': 'data' cannot be read as {datatype}: it is a ragged nested list"
+        )
     return flat
 
 
@@ -254,7 +258,8 @@ def _integers(
     if low < info.min or high > info.max:
         bad = low if low < info.min else high
         raise InvalidInput(
-            f"input '{name}': {bad} is outside {datatype}'s range [{info.min}, {info.max}]"
+            f"input '{name}': 'data' cannot be read as {datatype}: {bad} is one of its "
+            f"values outside [{info.min}, {info.max}]"
         )
     return np.array(values, dtype=dtype)
 
@@ -267,8 +272,9 @@ def _floats(
         unknown = next((s for s in strings if s not in NON_FINITE_IN), None)
         if unknown is not None:
             raise InvalidInput(
-                f"input '{name}': {unknown!r} is not a number; {datatype} data takes JSON numbers "
-                f"and the strings {sorted(NON_FINITE_IN)}"
+                f"input '{name}': 'data' cannot be read as {datatype}: it holds values that are "
+                f"not numbers ({unknown!r}); {datatype} data takes JSON numbers and the strings "
+                f"{sorted(NON_FINITE_IN)}"
             )
         values = [NON_FINITE_IN[x] if type(x) is str else x for x in values]
         types = set(map(type, values))
