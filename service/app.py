@@ -178,6 +178,7 @@ def create_app(settings: Settings, scheduler: Scheduler | None = None) -> Servic
                 with contextlib.suppress(asyncio.CancelledError):
                     await poller
             scheduler.close()
+            await plane.close()
             log.info("service stopped")
 
     app = ServiceApp(

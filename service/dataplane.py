@@ -12,7 +12,8 @@ from typing import Any
 from service import __version__
 from service.codec import InferRequest, decode_request, encode_response
 from service.compression import decompress
-from service.decode_offload import INLINE_BYTES, ByteBudget
+from service.decode_offload import INLINE_BYTES, PROCESS_JSON_BYTES, ByteBudget
+from service.decode_worker import DecodeWorker
 from service.errors import ModelNotReady
 from service.repository import ModelRegistry
 from service.run_errors import client_error
@@ -40,6 +41,7 @@ class DataPlane:
         self.repository_api = repository_api
         self.max_request_bytes = max_request_bytes
         self._decode_budget = ByteBudget(max_request_bytes)
+        self._decode_worker = DecodeWorker()
 
     def server_metadata(self) -> dict[str, Any]:
         extensions = ["binary_tensor_data"]
@@ -71,15 +73,24 @@ class DataPlane:
         if content_encoding is None and len(body) <= INLINE_BYTES:
             return decode_request(body, header_length)
         return await self._decode_budget.run(
-            len(body), self._decode_sync, body, header_length, content_encoding
+            len(body), self._decode_large, body, header_length, content_encoding
         )
 
-    def _decode_sync(
+    async def _decode_large(
         self, body: bytes, header_length: int | None, content_encoding: str | None
     ) -> InferRequest:
-        if content_encoding is not None:
-            body = decompress(body, content_encoding, self.max_request_bytes)
-        return decode_request(body, header_length)
+        if content_encoding is not None:  # zlib releases the GIL while it inflates
+            body = await asyncio.to_thread(
+                decompress, body, content_encoding, self.max_request_bytes
+            )
+        json_bytes = len(body) if header_length is None else header_length
+        if json_bytes > PROCESS_JSON_BYTES:  # JSON parsing would hold the GIL for too long
+            return await self._decode_worker.decode(body, header_length)
+        return await asyncio.to_thread(decode_request, body, header_length)
+
+    async def close(self) -> None:
+        """Stop the decoder process (at shutdown)."""
+        await self._decode_worker.close()
 
     async def infer(
         self,
