@@ -102,6 +102,12 @@ def test_health_answers_within_1s_while_a_64mb_json_body_is_decoded(server: Serv
     probes: list[float] = []
     sender = threading.Thread(target=post)
     with client(server) as http:
+        # the decoder process starts on the first big JSON body: start it first, as a service
+        # that has run for a while has, so the probe measures the decode and not a process start
+        warm = b'{"inputs":[{"name":"x","datatype":"FP32","shape":[1200000],"data":[%s]}]}'
+        warm %= b",".join([b"0.5"] * 1_200_000)
+        assert len(warm) > 4 * 1024 * 1024  # PROCESS_JSON_BYTES
+        assert http.post("/v2/models/sum/infer", content=warm).status_code == 200
         http.get("/v2/health/ready")  # connection open before the big body arrives
         sender.start()
         while not done.is_set():
