@@ -61,12 +61,16 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
     write_model(root / "fp32" / "1" / "model.onnx", identity(TensorProto.FLOAT))
     write_model(root / "sum" / "1" / "model.onnx", sum_model())
     write_model(root / "gather" / "1" / "model.onnx", gather_elements())
-    settings = settings_for(
-        root,
-        max_request_bytes=64 * 1024 * 1024,
-        request_header_timeout_s=1.0,
-        request_body_timeout_s=1.0,
-    )
+    with serving(settings_for(root, max_request_bytes=64 * 1024 * 1024)) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def impatient(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
+    """A server with 1 s header and body deadlines, for the slow-client tests."""
+    root = tmp_path_factory.mktemp("impatient")
+    write_model(root / "fp32" / "1" / "model.onnx", identity(TensorProto.FLOAT))
+    settings = settings_for(root, request_header_timeout_s=1.0, request_body_timeout_s=1.0)
     with serving(settings) as running:
         yield running
 
@@ -232,9 +236,9 @@ def _read_until_closed(sock: socket.socket, limit_s: float) -> tuple[bytes, floa
     return received, time.monotonic() - started
 
 
-def test_headers_sent_a_byte_at_a_time_are_cut_off_with_408(server: ServerThread) -> None:
+def test_headers_sent_a_byte_at_a_time_are_cut_off_with_408(impatient: ServerThread) -> None:
     request = b"POST /v2/models/fp32/infer HTTP/1.1\r\nHost: x\r\nX-Padding: " + b"a" * 200
-    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+    with socket.create_connection(("127.0.0.1", impatient.port)) as sock:
         started = time.monotonic()
         closed = False
         for byte in request:
@@ -254,16 +258,16 @@ def test_headers_sent_a_byte_at_a_time_are_cut_off_with_408(server: ServerThread
     assert closed or took < 5, f"connection held {took:.1f} s"
 
 
-def test_an_idle_connection_is_closed(server: ServerThread) -> None:
-    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+def test_an_idle_connection_is_closed(impatient: ServerThread) -> None:
+    with socket.create_connection(("127.0.0.1", impatient.port)) as sock:
         received, took = _read_until_closed(sock, 10)
     assert took < 5, f"an idle connection was held {took:.1f} s"
     assert received.startswith(b"HTTP/1.1 408")
 
 
-def test_a_body_that_never_arrives_is_cut_off_with_408(server: ServerThread) -> None:
+def test_a_body_that_never_arrives_is_cut_off_with_408(impatient: ServerThread) -> None:
     head = b"POST /v2/models/fp32/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n"
-    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+    with socket.create_connection(("127.0.0.1", impatient.port)) as sock:
         sock.sendall(head + b'{"inputs": [')
         received, took = _read_until_closed(sock, 10)
     assert took < 5, f"a stalled body held the connection {took:.1f} s"
@@ -272,14 +276,14 @@ def test_a_body_that_never_arrives_is_cut_off_with_408(server: ServerThread) -> 
     assert "REQUEST_BODY_TIMEOUT_S" in json.loads(body)["error"]
 
 
-def test_a_complete_request_is_unaffected_by_the_deadlines(server: ServerThread) -> None:
+def test_a_complete_request_is_unaffected_by_the_deadlines(impatient: ServerThread) -> None:
     """Keep-alive: a request, 1.5 s idle (past both deadlines), then another on the same socket."""
     body = infer_body(X)
     request = (
         b"POST /v2/models/fp32/infer HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body)
         + body
     )
-    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+    with socket.create_connection(("127.0.0.1", impatient.port)) as sock:
         sock.settimeout(10)
         sock.sendall(request)
         first = _read_response(sock)
@@ -306,8 +310,8 @@ def _read_response(sock: socket.socket) -> bytes:
     return head + b"\r\n\r\n" + body
 
 
-def test_unparseable_http_is_a_json_error(server: ServerThread) -> None:
-    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+def test_unparseable_http_is_a_json_error(impatient: ServerThread) -> None:
+    with socket.create_connection(("127.0.0.1", impatient.port)) as sock:
         sock.sendall(b"NOT HTTP AT ALL\r\n\r\n")
         received, _ = _read_until_closed(sock, 5)
     head, body = received.split(b"\r\n\r\n", 1)
