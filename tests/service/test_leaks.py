@@ -27,6 +27,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
     write_model(root / "secret-model-b" / "7" / "model.onnx", scale_model(7.0))
     write_model(root / "secret-model-b" / "07" / "model.onnx", scale_model(0.7))
     write_model(root / "secret-model-b" / "007" / "model.onnx", scale_model(0.07))
+    write_model(root / "zeros" / "07" / "model.onnx", scale_model(0.7))
+    write_model(root / "zeros" / "007" / "model.onnx", scale_model(0.07))
     broken = root / "broken" / "1" / "model.onnx"
     broken.parent.mkdir(parents=True)
     broken.write_bytes(b"this is not an ONNX model")
@@ -101,6 +103,8 @@ def test_version_folders_with_leading_zeros_are_ignored_not_merged(
         response = infer(http, "/v2/models/secret-model-b/versions/7/infer")
     assert metadata["versions"] == ["7"]
     assert response.json()["outputs"][0]["data"] == [7.0, 14.0, 21.0, 28.0]
+    with client(server) as http:  # only 07 and 007: no version at all, rather than either
+        assert infer(http, "/v2/models/zeros/versions/7/infer").status_code == 404
 
 
 def test_non_canonical_version_folders_are_logged(
