@@ -155,3 +155,30 @@ def test_cuda_asked_for_and_cpu_fallback_fails_the_model_not_silently_serves(
         in error
     )
     assert health.status_code == 503
+
+
+def test_big_body_decodes_stay_within_the_byte_budget() -> None:
+    """Decoding JSON multiplies memory: concurrent decodes may hold at most ``budget`` bytes of
+    bodies at once (one request bigger than the budget still runs, alone)."""
+    from service.decode_offload import ByteBudget
+
+    budget = ByteBudget(100)
+    active: list[int] = []
+    seen: list[list[int]] = []
+
+    async def decode(size: int) -> int:
+        active.append(size)
+        seen.append(sorted(active))
+        await asyncio.sleep(0.01)
+        active.remove(size)
+        return size
+
+    sizes = [60, 30, 50, 40, 150, 10, 90, 20]
+
+    async def go() -> list[int]:
+        return await asyncio.gather(*(budget.run(s, decode, s) for s in sizes))
+
+    assert asyncio.run(go()) == sizes
+    assert all(sum(now) <= 100 or now == [150] for now in seen), seen
+    assert max(len(now) for now in seen) > 1, "nothing ran concurrently: the budget serialises"
+    assert budget.used == 0
