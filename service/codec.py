@@ -203,6 +203,9 @@ def _flatten(data: list[Any], datatype: str, name: str) -> list[Any] | np.ndarra
 # JSON has no NaN or infinity; like protobuf's JSON mapping, they travel as these strings.
 NON_FINITE_IN = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 _EXACT_FLOAT_INT = 2**53  # beyond this a JSON float may already have lost integer digits
+# The smallest magnitude that rounds to infinity (round-to-nearest-even: halfway past the
+# largest finite value): anything below rounds to a finite value of the type.
+_ROUNDS_TO_INFINITY = {"FP32": (2 - 2**-24) * 2.0**127, "FP16": 65520.0}
 
 
 def json_numbers(flat: np.ndarray | list[Any], datatype: str, name: str) -> np.ndarray:
@@ -216,6 +219,17 @@ def json_numbers(flat: np.ndarray | list[Any], datatype: str, name: str) -> np.n
     values = flat
     if len(values) == 0:
         return np.empty(0, dtype=dtype)
+    if dtype.kind == "f" and type(values[0]) is not bool:
+        # Fast path for the common case, plain numbers: numpy's own probe is exact for floats
+        # (a float type rounds integers anyway). Strings, nulls, objects, integers past 64 bits
+        # and nesting make the probe non-numeric and take the full check below. Booleans are
+        # looked for on the first value only here, as numpy would turn them into 1.0/0.0.
+        try:
+            probe = np.array(values)
+        except (ValueError, TypeError):
+            probe = None
+        if probe is not None and probe.ndim == 1 and probe.dtype.kind in "fiu":
+            return _fit_float(probe.astype(np.float64, copy=False), False, dtype, datatype, name)
     types = set(map(type, values))
     if datatype == "BOOL":
         if types != {bool}:
@@ -254,20 +268,28 @@ def _integers(
             fixed.append(x)
         values = fixed
     info = np.iinfo(dtype)
-    low, high = min(values), max(values)  # Python ints: exact at any size
-    if low < info.min or high > info.max:
+    try:  # exact for Python ints (an out-of-range one raises, never wraps)
+        wide: np.ndarray | None = np.array(values, dtype=np.int64)
+    except OverflowError:  # above 2**63 - 1: only UINT64 can hold it, and only if none is < 0
+        try:
+            wide = np.array(values, dtype=np.uint64) if min(values) >= 0 else None
+        except OverflowError:
+            wide = None
+    if wide is None or int(wide.min()) < info.min or int(wide.max()) > info.max:
+        low, high = min(values), max(values)  # Python ints: exact at any size
         bad = low if low < info.min else high
         raise InvalidInput(
             f"input '{name}': 'data' cannot be read as {datatype}: {bad} is one of its "
             f"values outside [{info.min}, {info.max}]"
         )
-    return np.array(values, dtype=dtype)
+    return wide.astype(dtype, copy=False)
 
 
 def _floats(
     values: np.ndarray | list[Any], types: set[type], dtype: np.dtype, datatype: str, name: str
 ) -> np.ndarray:
-    if str in types:
+    non_finite = str in types
+    if non_finite:
         strings = [x for x in values if type(x) is str]
         unknown = next((s for s in strings if s not in NON_FINITE_IN), None)
         if unknown is not None:
@@ -287,16 +309,24 @@ def _floats(
         wide = np.array(values, dtype=np.float64)
     except OverflowError:
         raise InvalidInput(f"input '{name}': a value is beyond {datatype}'s range") from None
-    with np.errstate(over="ignore"):
-        array = wide.astype(dtype)
-    overflow = np.isinf(array) & np.isfinite(wide)
-    if overflow.any():
-        bad = wide[overflow][0]
+    return _fit_float(wide, non_finite, dtype, datatype, name)
+
+
+def _fit_float(
+    wide: np.ndarray, non_finite: bool, dtype: np.dtype, datatype: str, name: str
+) -> np.ndarray:
+    """``wide`` (float64) as ``dtype``, refusing finite values that would become infinite."""
+    limit = _ROUNDS_TO_INFINITY.get(datatype)
+    if limit is None:  # FP64
+        return wide
+    magnitude = np.abs(wide[np.isfinite(wide)] if non_finite else wide)
+    if magnitude.size and magnitude.max() >= limit:
+        bad = float(magnitude[magnitude >= limit][0])
         raise InvalidInput(
-            f"input '{name}': {float(bad)!r} is beyond {datatype}'s range "
+            f"input '{name}': {bad!r} is beyond {datatype}'s range "
             f"(largest finite value {float(np.finfo(dtype).max)!r})"
         )
-    return array
+    return wide.astype(dtype)  # no overflow left: rounding only
 
 
 def _requested_outputs(raw: Any, default_binary: bool) -> list[RequestedOutput] | None:
