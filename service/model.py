@@ -25,6 +25,12 @@ log = logging.getLogger("service.model")
 
 MODEL_FILENAME = "model.onnx"
 
+# ORT writes a line to stderr for every failed run (an input's index out of range, say) before
+# raising; the exception already carries the message and the client gets it as a 400. Those
+# lines would let any client write to the error log at will, so runs log only fatal errors.
+_QUIET_RUN = ort.RunOptions()
+_QUIET_RUN.log_severity_level = 4
+
 
 @dataclass(frozen=True, slots=True)
 class SessionConfig:
@@ -128,7 +134,7 @@ class ModelVersion:
 
     def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         """Run the session; every output, in ``output_names`` order."""
-        return self.session.run(self.output_names, feeds)
+        return self.session.run(self.output_names, feeds, _QUIET_RUN)
 
     def prepare(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Request tensors as ONNX Runtime takes them. BYTES arrive as ``bytes``; ORT's Python
