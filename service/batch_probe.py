@@ -36,7 +36,7 @@ class ProbeResult:
 
 def probe_feeds(specs: Sequence[TensorSpec], rows: int, rng: np.random.Generator) -> dict:
     """Random inputs with ``rows`` in the first dimension (other dynamic dimensions 1). Integers
-    stay in 0..3 so that index-like inputs (token or item ids) remain valid for any vocabulary."""
+    are 0 or 1 so that index-like inputs (token or item ids, positions) stay valid for any size."""
     feeds = {}
     for spec in specs:
         shape = (rows, *(d if d >= 0 else 1 for d in spec.shape[1:]))
@@ -47,7 +47,7 @@ def probe_feeds(specs: Sequence[TensorSpec], rows: int, rng: np.random.Generator
             array = rng.integers(0, 2, count).astype(np.bool_)
         else:
             dtype = V2_TO_NUMPY[spec.datatype]
-            values = rng.standard_normal(count) if dtype.kind == "f" else rng.integers(0, 4, count)
+            values = rng.standard_normal(count) if dtype.kind == "f" else rng.integers(0, 2, count)
             array = values.astype(dtype)
         feeds[spec.name] = array.reshape(shape)
     return feeds
