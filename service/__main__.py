@@ -55,6 +55,7 @@ def main(argv: list[str] | None = None) -> None:
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=math.ceil(settings.graceful_shutdown_s),
+        timeout_keep_alive=settings.keep_alive_timeout_s,
         server_header=False,
     )
     # uvicorn re-raises the SIGTERM it handled once shutdown is done, under the handler that was

@@ -5,8 +5,15 @@ opens a connection and sends nothing, or sends its headers a byte at a time (slo
 announces a body and never finishes it, holds a connection and its buffers for as long as it
 likes. This protocol closes such connections:
 
-- headers: from the connection's start (or the first byte of the next request) to the end of
-  the headers, at most REQUEST_HEADER_TIMEOUT_S; then ``408 {"error": ...}`` and close;
+- idle: a connection on which no request has started is closed after KEEP_ALIVE_TIMEOUT_S
+  (uvicorn does this only after a first response; a fresh connection had no limit). AWS asks
+  for an application idle timeout above the load balancer's (60 s by default), else the load
+  balancer may send a request on a connection being closed and answer 502: "We also recommend
+  that you configure the idle timeout of your application to be larger than the idle timeout
+  configured for the load balancer" (Elastic Load Balancing, Application Load Balancers guide,
+  "Edit attributes for your Application Load Balancer", Connection idle timeout);
+- headers: from a request's first byte to the end of its headers, at most
+  REQUEST_HEADER_TIMEOUT_S; then ``408 {"error": ...}`` and close;
 - body: from the end of the headers to the end of the body, at most REQUEST_BODY_TIMEOUT_S. The
   infer route answers 408 itself at that deadline; this protocol closes the connection a little
   later in case a route never reads the body it was sent.
@@ -55,7 +62,7 @@ class DeadlineHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._arm(self.header_timeout_s, self._headers_too_slow)
+        self._arm(self.timeout_keep_alive, self._idle_too_long)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
@@ -85,6 +92,11 @@ class DeadlineHttpToolsProtocol(HttpToolsProtocol):
             if name == b"transfer-encoding" or (name == b"content-length" and value != b"0"):
                 return True
         return False
+
+    def _idle_too_long(self) -> None:
+        self._deadline = None
+        if not self.transport.is_closing():
+            self.transport.close()
 
     def _headers_too_slow(self) -> None:
         self._deadline = None

@@ -78,6 +78,7 @@ class ServerThread:
             loop="asyncio",
             lifespan="on",
             http=http_protocol(self.settings),
+            timeout_keep_alive=self.settings.keep_alive_timeout_s,
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
