@@ -162,6 +162,14 @@ def _from_binary(chunk: memoryview, datatype: str, shape: tuple[int, ...], name:
     return array
 
 
+def raw_tensor(
+    chunk: bytes | memoryview, datatype: str, shape: tuple[int, ...], name: str
+) -> np.ndarray:
+    """One tensor from its raw little-endian bytes (the binary extension's, or gRPC's
+    ``raw_input_contents``): sizes checked, BOOL bytes 0/1 only, BYTES length-prefixed."""
+    return _from_binary(memoryview(chunk), datatype, shape, name)
+
+
 def _from_json(data: Any, datatype: str, shape: tuple[int, ...], name: str) -> np.ndarray:
     if not isinstance(data, list):
         data = [data]
