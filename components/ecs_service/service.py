@@ -136,18 +136,19 @@ class InferenceService(pulumi.ComponentResource):
         # topic's event rules need the service: deferred outputs close that loop.
         service_arn, resolve_service_arn = pulumi.deferred_output()
         service_name, resolve_service_name = pulumi.deferred_output()
-        notifications = ServiceNotifications(
-            f"{name}-notify",
-            ServiceNotificationsArgs(
-                cluster_arn=args.cluster_arn,
-                service_arn=service_arn,
-                service_name=service_name,
-                email=args.settings.notification_email,
-                tags=self._tags,
-            ),
-            opts=self._child,
-        )
         try:
+            # inside the try: any error from here on must resolve the deferred outputs
+            notifications = ServiceNotifications(
+                f"{name}-notify",
+                ServiceNotificationsArgs(
+                    cluster_arn=args.cluster_arn,
+                    service_arn=service_arn,
+                    service_name=service_name,
+                    email=args.settings.notification_email,
+                    tags=self._tags,
+                ),
+                opts=self._child,
+            )
             alarms = DeploymentAlarms(
                 f"{name}-deploy-alarms",
                 target_group_arn_suffix=target_group.arn_suffix,
