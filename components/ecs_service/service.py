@@ -27,6 +27,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.deployment_alarms import DeploymentAlarms
+from components.deployment_check import DEFAULT_TIMEOUT_S as DEPLOYMENT_CHECK_TIMEOUT_S
 from components.deployment_check import DeploymentCheck, DeploymentCheckArgs
 from components.ecs_service.settings import (
     CONTAINER_INSIGHTS,
@@ -524,6 +525,10 @@ class InferenceService(pulumi.ComponentResource):
                 if args.settings.ignore_task_definition_changes
                 else task_definition.arn,
                 region=aws.get_region_output(opts=invoke).region,
+                # ECS's bake time grows with the alarms' evaluation window
+                timeout_seconds=args.settings.deployment_alarms.deployment_check_timeout(
+                    DEPLOYMENT_CHECK_TIMEOUT_S
+                ),
             ),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[service]),
         )
