@@ -48,13 +48,6 @@ class Settings(BaseSettings):
         25.0, ge=0, description="Seconds to finish in-flight requests after SIGTERM."
     )
     access_log: bool = Field(True, description="Write one JSON access-log record per request.")
-    keep_alive_s: float = Field(
-        65.0,
-        gt=0,
-        description="Seconds an idle keep-alive connection stays open. Behind a load balancer it "
-        "must outlast the balancer's idle timeout, or the balancer reuses a connection the "
-        "service is closing and answers 502; the stack sets it from idleTimeoutSeconds.",
-    )
     strict_readiness: bool = Field(
         False,
         description="Ready only when every model version loaded (default: at least one did, so "
@@ -77,6 +70,20 @@ class Settings(BaseSettings):
     )
     instance_count: int = Field(
         1, ge=1, description="Default parallel runs per model version (Triton instance groups)."
+    )
+
+    keep_alive_timeout_s: float = Field(
+        75.0,
+        gt=0,
+        description="Seconds an idle connection stays open; keep it above the load balancer's "
+        "idle timeout (60 s by default) so the load balancer, not the service, closes it "
+        "(the stack sets it to idleTimeoutSeconds + 5).",
+    )
+    request_header_timeout_s: float = Field(
+        20.0, gt=0, description="Seconds a client has to send a request's headers; then 408."
+    )
+    request_body_timeout_s: float = Field(
+        60.0, gt=0, description="Seconds a client has to send a request's body; then 408."
     )
 
     @field_validator("log_level", mode="before")

@@ -11,7 +11,7 @@ application before it receives the packet indicating that the connection is clos
 the case, then the load balancer sends an HTTP 502 Bad Gateway error to the client."
 
 Both numbers come from the dev stack as deployed under Pulumi mocks (the ALB's ``idleTimeout``
-and the container's ``KEEP_ALIVE_S``): nothing here repeats them. The idle wait is the real one
+and the container's ``KEEP_ALIVE_TIMEOUT_S``): nothing here repeats them. The idle wait is the real one
 (60 s by default).
 """
 
@@ -41,7 +41,7 @@ REQUEST = b"GET /health HTTP/1.1\r\nHost: alb\r\nConnection: keep-alive\r\n\r\n"
 def service(models: Path, keep_alive: str) -> Iterator[int]:
     port = free_port()
     env = os.environ | {
-        "KEEP_ALIVE_S": keep_alive, "MODEL_POLL_INTERVAL_S": "0", "EXECUTION_PROVIDER": "cpu",
+        "KEEP_ALIVE_TIMEOUT_S": keep_alive, "MODEL_POLL_INTERVAL_S": "0", "EXECUTION_PROVIDER": "cpu",
         "ACCESS_LOG": "false",
     }  # fmt: skip
     proc = subprocess.Popen(
@@ -105,7 +105,7 @@ def test_idle_connection_outlasts_the_load_balancer_idle_timeout(tmp_path: Path)
     idle_timeout = int(mocks.one("aws:lb/loadBalancer:LoadBalancer").inputs["idleTimeout"])
     task = mocks.one("aws:ecs/taskDefinition:TaskDefinition", "onnx-test-taskdef")
     app = next(c for c in json.loads(task.inputs["containerDefinitions"]) if c["name"] == "app")
-    keep_alive = next(e["value"] for e in app["environment"] if e["name"] == "KEEP_ALIVE_S")
+    keep_alive = next(e["value"] for e in app["environment"] if e["name"] == "KEEP_ALIVE_TIMEOUT_S")
     assert float(keep_alive) > idle_timeout
 
     write_demo_repository(tmp_path)
@@ -130,4 +130,4 @@ def test_keep_alive_follows_the_configured_idle_timeout() -> None:
     task = mocks.one("aws:ecs/taskDefinition:TaskDefinition", "onnx-test-taskdef")
     app = next(c for c in json.loads(task.inputs["containerDefinitions"]) if c["name"] == "app")
     env = {e["name"]: e["value"] for e in app["environment"]}
-    assert int(env["KEEP_ALIVE_S"]) > 300
+    assert int(env["KEEP_ALIVE_TIMEOUT_S"]) > 300
