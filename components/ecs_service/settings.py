@@ -214,8 +214,8 @@ class LoadBalancerOptions:
 
     @property
     def backend_keep_alive_s(self) -> int:
-        """The service's keep-alive (KEEP_ALIVE_TIMEOUT_S): longer than the ALB's idle timeout, so the
-        ALB, not the service, closes idle connections (ELB guide, "Connection idle timeout")."""
+        """The service's KEEP_ALIVE_TIMEOUT_S: longer than the ALB's idle timeout, so the ALB,
+        not the service, closes idle connections (ELB guide, "Connection idle timeout")."""
         return self.idle_timeout_s + KEEP_ALIVE_MARGIN_S
 
     def validate(self) -> None:

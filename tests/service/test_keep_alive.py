@@ -11,8 +11,8 @@ application before it receives the packet indicating that the connection is clos
 the case, then the load balancer sends an HTTP 502 Bad Gateway error to the client."
 
 Both numbers come from the dev stack as deployed under Pulumi mocks (the ALB's ``idleTimeout``
-and the container's ``KEEP_ALIVE_TIMEOUT_S``): nothing here repeats them. The idle wait is the real one
-(60 s by default).
+and the container's ``KEEP_ALIVE_TIMEOUT_S``): nothing here repeats them. The idle wait is the
+real one (60 s by default).
 """
 
 from __future__ import annotations
@@ -41,8 +41,8 @@ REQUEST = b"GET /health HTTP/1.1\r\nHost: alb\r\nConnection: keep-alive\r\n\r\n"
 def service(models: Path, keep_alive: str) -> Iterator[int]:
     port = free_port()
     env = os.environ | {
-        "KEEP_ALIVE_TIMEOUT_S": keep_alive, "MODEL_POLL_INTERVAL_S": "0", "EXECUTION_PROVIDER": "cpu",
-        "ACCESS_LOG": "false",
+        "KEEP_ALIVE_TIMEOUT_S": keep_alive, "MODEL_POLL_INTERVAL_S": "0",
+        "EXECUTION_PROVIDER": "cpu", "ACCESS_LOG": "false",
     }  # fmt: skip
     proc = subprocess.Popen(
         [sys.executable, "-m", "service", "--host", "127.0.0.1", "--port", str(port),
