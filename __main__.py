@@ -17,7 +17,7 @@ from components.ecs_service import InferenceService, Network
 from components.efs_model_store import EfsModelStore, EfsModelStoreArgs
 from components.fargate_service import FargateInferenceService, FargateInferenceServiceArgs
 from components.gpu.cluster import GpuEc2Cluster, GpuInferenceServiceArgs
-from components.images import ImageSpec, image_uri
+from components.images import ImageSpec, image_uri, service_image_spec
 from components.log_router import LogRouter, LogRouterArgs
 from components.model_publish import ModelPublish, ModelPublishArgs
 from components.model_sync_job import CONTAINER_NAME as SYNC_CONTAINER
@@ -70,12 +70,24 @@ tags = {"project": pulumi.get_project(), "stack": stack, **cfg.tags}
 check_fargate_quotas(cfg.fargate_demands(name), skip=cfg.quota_guard_skip)
 
 net, net_resources = network(cfg, name, tags)
+# Fargate runs the lean CPU image; GPU instances the one with the CUDA/cuDNN wheels.
+ort_variant = "cuda" if cfg.capacity == "gpu" else "cpu"
 service_image = image_uri(
     name,
-    ImageSpec("service", dockerfile="service/Dockerfile", context=".", prebuilt=cfg.service_image),
+    service_image_spec("service", ort_variant, cfg.service_image),
     platform=cfg.image_platform,
     tags=tags,
 )
+# The model sync and the smoke probe run on Fargate: in a GPU stack they get the CPU image too,
+# not the CUDA wheels.
+fargate_image = service_image
+if ort_variant != "cpu":
+    fargate_image = image_uri(
+        name,
+        service_image_spec("model-sync", "cpu", cfg.service_image),
+        platform=cfg.image_platform,
+        tags=tags,
+    )
 router_image = image_uri(
     name,
     ImageSpec(
@@ -126,14 +138,14 @@ jobs: dict[str, ModelSyncJob] = {}
 def publish_models(cluster_arn: pulumi.Output[str]) -> list[pulumi.Resource]:
     """The model sync job and its deploy-time run; called by the service before it deploys."""
     # Its own alert topic (same e-mail): the service's topic policy admits only the service's
-    # two event rules, and its KMS key is not an output.
+    # event rules, and its KMS key is not an output.
     sync = ModelSyncJob(
         f"{name}-model-sync",
         ModelSyncJobArgs(
             cluster_arn=cluster_arn,
             vpc_id=net.vpc_id,
             subnet_ids=net.private_subnet_ids,
-            image=service_image,
+            image=fargate_image,
             model_store=models,
             log_router=logs,
             settings=sync_settings,
@@ -154,7 +166,7 @@ def publish_models(cluster_arn: pulumi.Output[str]) -> list[pulumi.Resource]:
             security_groups=[sync.security_group_id],
             container=SYNC_CONTAINER,
             region=aws.get_region_output().region,
-            image=service_image,
+            image=fargate_image,
             source=sync_settings.source,
             source_version=demo_source.sha256 if demo_source else "",
             timeout_seconds=cfg.model_publish_timeout,
@@ -212,7 +224,7 @@ smoke = SmokeProbe(
     SmokeProbeArgs(
         vpc_id=net.vpc_id,
         vpc_cidr_block=net.vpc_cidr_block,
-        image=service_image,
+        image=fargate_image,
         url=service.url,
         listener_ports=cfg.service_settings().load_balancer.listener_ports,
         public_load_balancer=cfg.public_load_balancer,
@@ -231,6 +243,7 @@ pulumi.export("modelSyncStateMachineArn", sync.state_machine_arn)
 pulumi.export("modelSyncScheduleArn", sync.schedule_arn)
 pulumi.export("modelSyncSecurityGroupId", sync.security_group_id)
 pulumi.export("modelSyncAlarmTopicArn", sync.alarm_topic_arn)
+pulumi.export("modelSyncImage", fargate_image)
 if demo_source is not None:
     pulumi.export("modelBucketName", demo_source.bucket_name)
 pulumi.export("deploymentAlarmNames", service.deployment_alarm_names)

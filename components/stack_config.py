@@ -92,8 +92,9 @@ class StackConfig:
         default=None,
         metadata=_m(
             "serviceImage",
-            "Prebuilt service image URI (e.g. a commit-hash tag from CI); unset builds "
-            "service/Dockerfile and pushes it to a new ECR repository.",
+            "Prebuilt service image URI (e.g. a commit-hash tag from CI; `{variant}` in it "
+            "becomes cpu or cuda by `capacity`); unset builds service/Dockerfile and pushes "
+            "it to a new ECR repository.",
         ),
     )
     log_router_image: str | None = field(

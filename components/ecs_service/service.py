@@ -311,6 +311,7 @@ class InferenceService(pulumi.ComponentResource):
             "PORT": str(CONTAINER_PORT),
             "LOG_LEVEL": args.settings.log_level.upper(),
             "GRACEFUL_SHUTDOWN_S": str(args.settings.graceful_shutdown_s),
+            "KEEP_ALIVE_TIMEOUT_S": str(args.settings.load_balancer.backend_keep_alive_s),
             **args.settings.environment,
         }
         env_keys = list(environment)

@@ -196,6 +196,10 @@ class ContainerHealthCheck:
             )
 
 
+# Seconds the service keeps an idle connection open beyond the ALB's idle timeout.
+KEEP_ALIVE_MARGIN_S = 5
+
+
 @dataclass
 class LoadBalancerOptions:
     """ALB exposure. Internal by default; public needs ``public_subnet_ids``."""
@@ -207,6 +211,12 @@ class LoadBalancerOptions:
     access_logs_prefix: str | None = None
     idle_timeout_s: int = 60
     deletion_protection: bool = False
+
+    @property
+    def backend_keep_alive_s(self) -> int:
+        """The service's KEEP_ALIVE_TIMEOUT_S: longer than the ALB's idle timeout, so the ALB,
+        not the service, closes idle connections (ELB guide, "Connection idle timeout")."""
+        return self.idle_timeout_s + KEEP_ALIVE_MARGIN_S
 
     def validate(self) -> None:
         """ALB idle timeout range."""
