@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument as OrtInvalidArgument
 
 from service import __version__
 from service.codec import decode_request, encode_response
 from service.errors import InvalidInput, ModelNotReady
+from service.model import ModelVersion
 from service.repository import ModelRegistry
 from service.scheduler import Scheduler
 from service.signature import validate_inputs, validate_outputs
@@ -37,7 +39,7 @@ class DataPlane:
         self.repository_api = repository_api
 
     def server_metadata(self) -> dict[str, Any]:
-        extensions = ["binary_tensor_data"]
+        extensions = ["binary_tensor_data", "model_configuration"]
         if self.repository_api:
             extensions.append("model_repository")
         return {"name": SERVER_NAME, "version": __version__, "extensions": extensions}
@@ -86,3 +88,27 @@ class DataPlane:
             [(n, specs[n].datatype, a, b) for n, a, b in zip(names, arrays, binary, strict=True)],
             request.id,
         )
+
+    async def infer_arrays(
+        self,
+        name: str,
+        version: str | None,
+        inputs: dict[str, np.ndarray],
+        output_names: list[str] | None,
+    ) -> tuple[ModelVersion, list[str], list[np.ndarray]]:
+        """Run decoded inputs (the gRPC transport): the same checks, batcher and errors as
+        ``infer``; returns the version that ran, the output names and their arrays."""
+        if not self.registry.initial_load_done:
+            raise ModelNotReady("the service is still loading models; retry shortly")
+        model = self.registry.get(name, version)
+        validate_inputs(model.name, model.inputs, inputs)
+        if output_names is None:
+            names = model.output_names
+        else:
+            names = output_names
+            validate_outputs(model.name, model.outputs, names)
+        try:
+            arrays = await self.scheduler.run(model, inputs, names)
+        except OrtInvalidArgument as exc:  # ORT's own check of the input values
+            raise InvalidInput(f"model '{model.name}' rejected the input: {exc}") from None
+        return model, names, arrays

@@ -11,6 +11,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -57,6 +58,7 @@ class ModelVersion:
         self.output_specs = {o.name: o for o in self.outputs}
         self.output_index = {name: i for i, name in enumerate(self.output_names)}
         self.batching = batching or BatchingConfig()
+        self.file_config: Any = None  # ModelFileConfig, set by the loader (effective config)
 
     @classmethod
     def load(

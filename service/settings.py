@@ -72,6 +72,13 @@ class Settings(BaseSettings):
         1, ge=1, description="Default parallel runs per model version (Triton instance groups)."
     )
 
+    grpc_port: int = Field(
+        8001,
+        ge=0,
+        le=65535,
+        description="TCP port of the Open Inference Protocol over gRPC (Triton: 8001); 0: off.",
+    )
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper(cls, value: object) -> object:
