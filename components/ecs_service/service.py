@@ -31,6 +31,9 @@ from components.ecs_service.settings import (
     CONTAINER_NAME,
     CONTAINER_PORT,
     ECS_EXEC_STATEMENT,
+    GRPC_HEALTH_PATH,
+    GRPC_PATHS,
+    GRPC_PORT,
     MODEL_PATH,
     PUBLIC_ALB_TAG,
     Autoscaling,
@@ -123,6 +126,7 @@ class InferenceService(pulumi.ComponentResource):
         self._args = args
         self._child = pulumi.ResourceOptions(parent=self)
         self._tags = dict(args.tags)
+        self._grpc_target_group: aws.lb.TargetGroup | None = None
 
         alb_sg, task_sg = self._security_groups()
         task_role, execution_role = self._roles()
@@ -230,9 +234,37 @@ class InferenceService(pulumi.ComponentResource):
             description="from the inference ALB only",
             opts=child,
         )
+        if lb.grpc:
+            self._grpc_security_group_rules(alb_sg, task_sg)
         task_egress(f"{name}-task", task_sg, args.model_store, child)
         args.model_store.allow_from(f"{name}-tasks", task_sg.id)
         return alb_sg, task_sg
+
+    def _grpc_security_group_rules(
+        self, alb_sg: aws.ec2.SecurityGroup, task_sg: aws.ec2.SecurityGroup
+    ) -> None:
+        """The gRPC port between the ALB and the tasks, and nowhere else."""
+        name, child = self._name, self._child
+        aws.vpc.SecurityGroupEgressRule(
+            f"{name}-alb-out-tasks-grpc",
+            security_group_id=alb_sg.id,
+            ip_protocol="tcp",
+            from_port=GRPC_PORT,
+            to_port=GRPC_PORT,
+            referenced_security_group_id=task_sg.id,
+            description="gRPC to the inference tasks",
+            opts=child,
+        )
+        aws.vpc.SecurityGroupIngressRule(
+            f"{name}-task-in-alb-grpc",
+            security_group_id=task_sg.id,
+            ip_protocol="tcp",
+            from_port=GRPC_PORT,
+            to_port=GRPC_PORT,
+            referenced_security_group_id=alb_sg.id,
+            description="gRPC from the inference ALB only",
+            opts=child,
+        )
 
     # -- IAM --------------------------------------------------------------------------------
     def _roles(self) -> tuple[aws.iam.Role, aws.iam.Role]:
@@ -278,6 +310,7 @@ class InferenceService(pulumi.ComponentResource):
         environment: dict[str, pulumi.Input[str]] = {
             "MODEL_DIR": MODEL_PATH,
             "PORT": str(CONTAINER_PORT),
+            "GRPC_PORT": str(GRPC_PORT),
             "LOG_LEVEL": args.settings.log_level.upper(),
             "GRACEFUL_SHUTDOWN_S": str(args.settings.graceful_shutdown_s),
             **args.settings.environment,
@@ -302,6 +335,7 @@ class InferenceService(pulumi.ComponentResource):
                 readonly_root=args.settings.readonly_root,
                 health=args.settings.container_health_check,
                 placement=placement,
+                grpc=args.settings.load_balancer.grpc,
             )
             return json.dumps([app, router])
 
@@ -379,19 +413,19 @@ class InferenceService(pulumi.ComponentResource):
         )
         listeners: list[aws.lb.Listener] = []
         if lb.certificate_arn:
-            listeners.append(
-                aws.lb.Listener(
-                    f"{name}-https",
-                    load_balancer_arn=alb.arn,
-                    port=443,
-                    protocol="HTTPS",
-                    ssl_policy=lb.ssl_policy,
-                    certificate_arn=lb.certificate_arn,
-                    default_actions=[forward],
-                    tags=self._tags,
-                    opts=child,
-                )
+            https = aws.lb.Listener(
+                f"{name}-https",
+                load_balancer_arn=alb.arn,
+                port=443,
+                protocol="HTTPS",
+                ssl_policy=lb.ssl_policy,
+                certificate_arn=lb.certificate_arn,
+                default_actions=[forward],
+                tags=self._tags,
+                opts=child,
             )
+            listeners.append(https)
+            self._grpc_target_group = self._grpc_routing(https)
             http_action = aws.lb.ListenerDefaultActionArgs(
                 type="redirect",
                 redirect=aws.lb.ListenerDefaultActionRedirectArgs(
@@ -417,6 +451,52 @@ class InferenceService(pulumi.ComponentResource):
             )
         )
         return alb, target_group, listeners
+
+    def _grpc_routing(self, https: aws.lb.Listener) -> aws.lb.TargetGroup:
+        """gRPC target group (protocol version GRPC, health from grpc.health.v1) and the rule
+        of the HTTPS listener that sends gRPC paths to it."""
+        name, args, child = self._name, self._args, self._child
+        hc = args.settings.health_check
+        target_group = aws.lb.TargetGroup(
+            f"{name}-grpc-tg",
+            target_type="ip",
+            port=GRPC_PORT,
+            protocol="HTTP",
+            protocol_version="GRPC",
+            vpc_id=args.network.vpc_id,
+            deregistration_delay=hc.deregistration_delay_s,
+            health_check=aws.lb.TargetGroupHealthCheckArgs(
+                enabled=True,
+                path=GRPC_HEALTH_PATH,
+                protocol="HTTP",
+                port="traffic-port",
+                matcher="0",
+                interval=hc.interval_s,
+                timeout=hc.timeout_s,
+                healthy_threshold=hc.healthy_threshold,
+                unhealthy_threshold=hc.unhealthy_threshold,
+            ),
+            tags=self._tags,
+            opts=child,
+        )
+        aws.lb.ListenerRule(
+            f"{name}-grpc-rule",
+            listener_arn=https.arn,
+            priority=10,
+            conditions=[
+                aws.lb.ListenerRuleConditionArgs(
+                    path_pattern=aws.lb.ListenerRuleConditionPathPatternArgs(
+                        values=list(GRPC_PATHS)
+                    )
+                )
+            ],
+            actions=[
+                aws.lb.ListenerRuleActionArgs(type="forward", target_group_arn=target_group.arn)
+            ],
+            tags=self._tags,
+            opts=child,
+        )
+        return target_group
 
     # -- ECS service ----------------------------------------------------------------------------
     def _service(
@@ -452,7 +532,8 @@ class InferenceService(pulumi.ComponentResource):
                     target_group_arn=target_group.arn,
                     container_name=CONTAINER_NAME,
                     container_port=CONTAINER_PORT,
-                )
+                ),
+                *self._grpc_load_balancers(),
             ],
             deployment_circuit_breaker=aws.ecs.ServiceDeploymentCircuitBreakerArgs(
                 enable=True, rollback=True
@@ -469,6 +550,17 @@ class InferenceService(pulumi.ComponentResource):
                 parent=self, depends_on=listeners, ignore_changes=ignore or None
             ),
         )
+
+    def _grpc_load_balancers(self) -> list[aws.ecs.ServiceLoadBalancerArgs]:
+        if self._grpc_target_group is None:
+            return []
+        return [
+            aws.ecs.ServiceLoadBalancerArgs(
+                target_group_arn=self._grpc_target_group.arn,
+                container_name=CONTAINER_NAME,
+                container_port=GRPC_PORT,
+            )
+        ]
 
     # -- autoscaling ----------------------------------------------------------------------------
     def _autoscaling(
