@@ -7,8 +7,13 @@ in the test. Errors must carry Triton's gRPC codes and the HTTP API's messages.
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -430,3 +435,49 @@ class SlowScheduler:
 
     def close(self) -> None:
         self.inner.close()  # type: ignore[attr-defined]
+
+
+# -- the real entry point ----------------------------------------------------------------------
+def test_cli_grpc_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    from service.__main__ import parse_args
+
+    monkeypatch.setenv("GRPC_PORT", "9001")
+    assert parse_args([]).grpc_port == 9001
+    assert parse_args(["--grpc-port", "0"]).grpc_port == 0
+
+
+def test_python_m_service_serves_grpc_on_uvloop_and_stops_cleanly(tmp_path: Path) -> None:
+    """`python -m service` (uvloop, httptools, the container's entrypoint) serves gRPC next to
+    HTTP, and SIGTERM drains both and exits 0."""
+    write_model(tmp_path / "mlp" / "1" / "model.onnx", build_mlp())
+    http_port, grpc_port = free_port(), free_port()
+    env = {**os.environ, "MODEL_DIR": str(tmp_path), "EXECUTION_PROVIDER": "cpu"}
+    args = ["--host", "127.0.0.1", "--port", str(http_port), "--grpc-port", str(grpc_port)]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "service", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        with grpcclient.InferenceServerClient(url=f"127.0.0.1:{grpc_port}") as c:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if c.is_server_ready():
+                        break
+                except InferenceServerException:
+                    pass
+                assert time.monotonic() < deadline, "gRPC did not become ready"
+                time.sleep(0.2)
+            x = np.ones((4, 256), dtype=np.float32)
+            assert c.infer("mlp", [_input("input", x, "FP32")]).as_numpy("output").shape == (4, 128)
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, output[-2000:]
+    assert '"gRPC stopped"' in output
