@@ -46,6 +46,18 @@ def output_of(response: bytes) -> np.ndarray:
     return np.frombuffer(message.raw_output_contents[0], dtype="<f4").reshape(shape)
 
 
+def check_answer(
+    label: str, port: int, body: bytes, expected: np.ndarray, tolerance: float
+) -> float:
+    """Send ``body`` once; the output must match ``expected`` (raises otherwise)."""
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        answer = channel.unary_unary(METHOD)(body, timeout=30)
+    diff = float(np.max(np.abs(output_of(answer) - expected)))
+    if not diff <= tolerance:
+        raise RuntimeError(f"{label} over gRPC: max |diff| {diff} > {tolerance}")
+    return diff
+
+
 async def _load(port: int, body: bytes, connections: int, seconds: float) -> dict:
     options = [("grpc.use_local_subchannel_pool", 1)]  # one HTTP/2 connection per channel
     channels = [
