@@ -425,7 +425,9 @@ class InferenceService(pulumi.ComponentResource):
                 opts=child,
             )
             listeners.append(https)
-            self._grpc_target_group = self._grpc_routing(https)
+            self._grpc_target_group, grpc_rule = self._grpc_routing(https)
+            # ECS refuses a target group no listener uses yet: the service waits for the rule.
+            listeners.append(grpc_rule)  # type: ignore[arg-type]
             http_action = aws.lb.ListenerDefaultActionArgs(
                 type="redirect",
                 redirect=aws.lb.ListenerDefaultActionRedirectArgs(
@@ -452,7 +454,9 @@ class InferenceService(pulumi.ComponentResource):
         )
         return alb, target_group, listeners
 
-    def _grpc_routing(self, https: aws.lb.Listener) -> aws.lb.TargetGroup:
+    def _grpc_routing(
+        self, https: aws.lb.Listener
+    ) -> tuple[aws.lb.TargetGroup, aws.lb.ListenerRule]:
         """gRPC target group (protocol version GRPC, health from grpc.health.v1) and the rule
         of the HTTPS listener that sends gRPC paths to it."""
         name, args, child = self._name, self._args, self._child
@@ -479,7 +483,7 @@ class InferenceService(pulumi.ComponentResource):
             tags=self._tags,
             opts=child,
         )
-        aws.lb.ListenerRule(
+        rule = aws.lb.ListenerRule(
             f"{name}-grpc-rule",
             listener_arn=https.arn,
             priority=10,
@@ -496,7 +500,7 @@ class InferenceService(pulumi.ComponentResource):
             tags=self._tags,
             opts=child,
         )
-        return target_group
+        return target_group, rule
 
     # -- ECS service ----------------------------------------------------------------------------
     def _service(

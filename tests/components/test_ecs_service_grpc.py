@@ -70,7 +70,12 @@ def test_https_listener_routes_grpc_paths_to_the_grpc_target_group() -> None:
 
 
 def test_service_registers_the_grpc_port_and_the_task_maps_it() -> None:
-    mocks, _ = deploy(service_args(settings=_with_certificate()))
+    """ECS rejects a service whose target group is not yet used by a listener of a load balancer
+    ("The target group ... does not have an associated load balancer"), so the service is
+    created after the listener rule that puts the gRPC target group behind the ALB."""
+    mocks, options = deploy(service_args(settings=_with_certificate()))
+    depends = options["svc-service"].depends_on
+    assert "svc-grpc-rule" in {r._name for r in depends}  # type: ignore[union-attr]
     svc = mocks.one("aws:ecs/service:Service").inputs
     assert svc["loadBalancers"] == [
         {
