@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from service.dataplane import DataPlane
 from service.effective_config import model_config_proto
@@ -31,6 +32,27 @@ log = logging.getLogger("service.grpc")
 
 pb = service_pb2
 Handler = Callable[[Any, Any], Awaitable[Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class Malformed:
+    """Stands in for a request that is not a valid message of its type."""
+
+    message: str
+
+
+def _parse(message_type: Any) -> Callable[[bytes], Any]:
+    """A deserializer that turns bad bytes into INVALID_ARGUMENT (grpcio's own answer to a
+    deserializer that raises is INTERNAL, which would blame the server)."""
+    name = message_type.DESCRIPTOR.full_name
+
+    def parse(data: bytes) -> Any:
+        try:
+            return message_type.FromString(data)
+        except DecodeError as exc:
+            return Malformed(f"the request is not a valid {name}: {exc}")
+
+    return parse
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,18 +89,18 @@ class InferenceServicer:
     # -- registration ---------------------------------------------------------------------------
     def generic_handler(self) -> grpc.GenericRpcHandler:
         unary = {
-            "ServerLive": (self.server_live, pb.ServerLiveRequest.FromString),
-            "ServerReady": (self.server_ready, pb.ServerReadyRequest.FromString),
-            "ModelReady": (self.model_ready, pb.ModelReadyRequest.FromString),
-            "ServerMetadata": (self.server_metadata, pb.ServerMetadataRequest.FromString),
-            "ModelMetadata": (self.model_metadata, pb.ModelMetadataRequest.FromString),
+            "ServerLive": (self.server_live, _parse(pb.ServerLiveRequest)),
+            "ServerReady": (self.server_ready, _parse(pb.ServerReadyRequest)),
+            "ModelReady": (self.model_ready, _parse(pb.ModelReadyRequest)),
+            "ServerMetadata": (self.server_metadata, _parse(pb.ServerMetadataRequest)),
+            "ModelMetadata": (self.model_metadata, _parse(pb.ModelMetadataRequest)),
             "ModelInfer": (self.model_infer, self._parse_infer),
-            "ModelConfig": (self.model_config, pb.ModelConfigRequest.FromString),
-            "RepositoryIndex": (self.repository_index, pb.RepositoryIndexRequest.FromString),
-            "RepositoryModelLoad": (self.repository_load, pb.RepositoryModelLoadRequest.FromString),
+            "ModelConfig": (self.model_config, _parse(pb.ModelConfigRequest)),
+            "RepositoryIndex": (self.repository_index, _parse(pb.RepositoryIndexRequest)),
+            "RepositoryModelLoad": (self.repository_load, _parse(pb.RepositoryModelLoadRequest)),
             "RepositoryModelUnload": (
                 self.repository_unload,
-                pb.RepositoryModelUnloadRequest.FromString,
+                _parse(pb.RepositoryModelUnloadRequest),
             ),
         }
         handlers: dict[str, grpc.RpcMethodHandler] = {
@@ -99,7 +121,7 @@ class InferenceServicer:
     def _parse_infer(self, data: bytes) -> Any:
         if len(data) > self.limit:
             return TooLarge(len(data))
-        return pb.ModelInferRequest.FromString(data)
+        return _parse(pb.ModelInferRequest)(data)
 
     # -- observability --------------------------------------------------------------------------
     def _observed(self, method: str, fn: Handler) -> Handler:
@@ -109,6 +131,8 @@ class InferenceServicer:
             started = time.perf_counter()
             code, message = grpc.StatusCode.OK, ""
             try:
+                if isinstance(request, Malformed):
+                    raise InvalidInput(request.message)
                 return await fn(request, context)
             except InferenceError as exc:
                 code, message = grpc_code(exc), exc.message
@@ -192,7 +216,7 @@ class InferenceServicer:
     # -- inference ------------------------------------------------------------------------------
     async def model_infer(self, request: Any, context: Any) -> Any:
         started = time.perf_counter()
-        name = "" if isinstance(request, TooLarge) else request.model_name
+        name = getattr(request, "model_name", "")
         try:
             response = await self._infer(request)
         except InferenceError as exc:
@@ -205,6 +229,8 @@ class InferenceServicer:
         return response
 
     async def _infer(self, request: Any) -> Any:
+        if isinstance(request, Malformed):
+            raise InvalidInput(request.message)
         if isinstance(request, TooLarge):
             raise PayloadTooLarge(
                 f"request body of {request.size} bytes exceeds the limit of {self.limit} bytes "

@@ -481,3 +481,11 @@ def test_python_m_service_serves_grpc_on_uvloop_and_stops_cleanly(tmp_path: Path
             process.communicate()
     assert process.returncode == 0, output[-2000:]
     assert '"gRPC stopped"' in output
+
+
+def test_malformed_request_is_invalid_argument(channel: grpc.Channel) -> None:
+    infer = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")
+    with pytest.raises(grpc.RpcError) as info:
+        infer(b"\xff\xff\xff")
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "not a valid inference.ModelInferRequest" in info.value.details()
