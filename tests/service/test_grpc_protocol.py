@@ -489,3 +489,34 @@ def test_malformed_request_is_invalid_argument(channel: grpc.Channel) -> None:
         infer(b"\xff\xff\xff")
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "not a valid inference.ModelInferRequest" in info.value.details()
+
+
+def test_shedding_is_unavailable(tmp_path: Path) -> None:
+    """A full queue (the service sheds load) answers UNAVAILABLE, like Triton, at once."""
+    from tests.service.test_shutdown import WIDTH, slow_model
+
+    write_model(tmp_path / "slow" / "1" / "model.onnx", slow_model())
+    (tmp_path / "slow" / "config.json").write_text(
+        '{"max_batch_size": 1, "dynamic_batching": {"max_queue_size": 1}}'
+    )
+    port = free_port()
+    x = np.ones((256, WIDTH), dtype=np.float32)
+    with (
+        serving(settings_for(tmp_path, grpc_port=port)),
+        grpcclient.InferenceServerClient(url=f"127.0.0.1:{port}") as c,
+    ):
+        outcomes: list[object] = []
+        done = threading.Semaphore(0)
+
+        def callback(result: object, error: object) -> None:
+            outcomes.append(error if error is not None else result)
+            done.release()
+
+        for _ in range(4):  # one runs, one waits, the others find the queue full
+            c.async_infer("slow", [_input("x", x, "FP32")], callback)
+        for _ in range(4):
+            assert done.acquire(timeout=120)
+    errors = [o for o in outcomes if isinstance(o, InferenceServerException)]
+    assert errors, "no request was shed"
+    assert {e.status() for e in errors} == {"StatusCode.UNAVAILABLE"}
+    assert all("queue is full" in e.message() for e in errors)
