@@ -85,6 +85,14 @@ class InferenceServicer:
         self.metrics = metrics
         self.limit = max_request_bytes
         self.access_log = access_log
+        self._children: dict[tuple, Any] = {}  # metric children by labels (labels() is slow)
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        key = (id(metric), *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
 
     # -- registration ---------------------------------------------------------------------------
     def generic_handler(self) -> grpc.GenericRpcHandler:
@@ -156,7 +164,7 @@ class InferenceServicer:
         started: float,
         context: grpc.aio.ServicerContext,
     ) -> None:
-        self.metrics.grpc_requests.labels(method, code.name).inc()
+        self._child(self.metrics.grpc_requests, method, code.name).inc()
         if not self.access_log:
             return
         user_agent = ""
@@ -177,11 +185,13 @@ class InferenceServicer:
 
     def _inference_metrics(self, model: str, status: int, started: float) -> None:
         label = model if self.plane.registry.knows(model) else "_unknown"
-        self.metrics.inference_requests.labels(label, str(status)).inc()
+        metrics = self.metrics
+        self._child(metrics.inference_requests, label, str(status)).inc()
         if status >= 400:
-            self.metrics.inference_failures.labels(label, str(status)).inc()
+            self._child(metrics.inference_failures, label, str(status)).inc()
         else:
-            self.metrics.inference_latency.labels(label).observe(time.perf_counter() - started)
+            latency = time.perf_counter() - started
+            self._child(metrics.inference_latency, label).observe(latency)
 
     # -- health and metadata --------------------------------------------------------------------
     async def server_live(self, request: Any, context: Any) -> Any:

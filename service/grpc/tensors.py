@@ -52,7 +52,7 @@ class GrpcInferRequest:
 
 def _shape(tensor: Any) -> tuple[int, ...]:
     shape = tuple(tensor.shape)
-    if any(d < 0 for d in shape):
+    if shape and min(shape) < 0:
         raise InvalidInput(
             f"input '{tensor.name}': 'shape' must be a list of non-negative integers, "
             f"got {list(shape)}"
