@@ -520,3 +520,11 @@ def test_shedding_is_unavailable(tmp_path: Path) -> None:
     assert errors, "no request was shed"
     assert {e.status() for e in errors} == {"StatusCode.UNAVAILABLE"}
     assert all("queue is full" in e.message() for e in errors)
+
+
+def test_grpc_port_must_differ_from_http_port() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="GRPC_PORT and PORT are both 9000"):
+        Settings(port=9000, grpc_port=9000)
+    assert Settings(port=9000, grpc_port=0).grpc_port == 0
