@@ -80,28 +80,14 @@ class ObservabilityMiddleware:
                 user_agent = value.decode("latin-1")
                 break
         client: Any = scope.get("client")
-        log_access(method, path, status, started, user_agent, client[0] if client else None)
-
-
-def log_access(
-    method: str,
-    path: str,
-    status: int,
-    started: float,
-    user_agent: str,
-    client: str | None,
-    **extra: Any,
-) -> None:
-    """Write one access-log record (every transport: the gRPC server calls this too)."""
-    access_log.info(
-        f"{method} {path} {status}",
-        extra={
-            "method": method,
-            "path": path,
-            "status": status,
-            "duration_ms": round((time.perf_counter() - started) * 1000, 3),
-            "user_agent": user_agent,
-            "client": client,
-            **extra,
-        },
-    )
+        access_log.info(
+            f"{method} {path} {status}",
+            extra={
+                "method": method,
+                "path": path,
+                "status": status,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+                "user_agent": user_agent,
+                "client": client[0] if client else None,
+            },
+        )

@@ -333,9 +333,9 @@ def test_metrics_and_access_log_cover_grpc(
         for r in caplog.records
         if getattr(r, "path", "") == "/inference.GRPCInferenceService/ModelInfer"
     ]
-    assert [(r.status, r.grpc_status, r.protocol) for r in records[-2:]] == [  # type: ignore[attr-defined]
-        (200, "OK", "grpc"),
-        (404, "NOT_FOUND", "grpc"),
+    assert [(r.method, r.status) for r in records[-2:]] == [  # type: ignore[attr-defined]
+        ("POST", 200),
+        ("POST", 404),
     ]
     assert records[-1].client == "127.0.0.1"  # type: ignore[attr-defined]
     assert "grpc" in records[-1].user_agent  # type: ignore[attr-defined]
