@@ -28,13 +28,16 @@ import pulumi_aws as aws
 
 from components.deployment_alarms import DeploymentAlarms
 from components.deployment_check import DeploymentCheck, DeploymentCheckArgs
+from components.ecs_service.grpc_routing import (
+    grpc_load_balancers,
+    grpc_routing,
+    grpc_security_group_rules,
+)
 from components.ecs_service.settings import (
     CONTAINER_INSIGHTS,
     CONTAINER_NAME,
     CONTAINER_PORT,
     ECS_EXEC_STATEMENT,
-    GRPC_HEALTH_PATH,
-    GRPC_PATHS,
     GRPC_PORT,
     MODEL_PATH,
     PUBLIC_ALB_TAG,
@@ -264,36 +267,10 @@ class InferenceService(pulumi.ComponentResource):
             opts=child,
         )
         if lb.grpc:
-            self._grpc_security_group_rules(alb_sg, task_sg)
+            grpc_security_group_rules(name, alb_sg, task_sg, child)
         task_egress(f"{name}-task", task_sg, args.model_store, child)
         args.model_store.allow_from(f"{name}-tasks", task_sg.id)
         return alb_sg, task_sg
-
-    def _grpc_security_group_rules(
-        self, alb_sg: aws.ec2.SecurityGroup, task_sg: aws.ec2.SecurityGroup
-    ) -> None:
-        """The gRPC port between the ALB and the tasks, and nowhere else."""
-        name, child = self._name, self._child
-        aws.vpc.SecurityGroupEgressRule(
-            f"{name}-alb-out-tasks-grpc",
-            security_group_id=alb_sg.id,
-            ip_protocol="tcp",
-            from_port=GRPC_PORT,
-            to_port=GRPC_PORT,
-            referenced_security_group_id=task_sg.id,
-            description="gRPC to the inference tasks",
-            opts=child,
-        )
-        aws.vpc.SecurityGroupIngressRule(
-            f"{name}-task-in-alb-grpc",
-            security_group_id=task_sg.id,
-            ip_protocol="tcp",
-            from_port=GRPC_PORT,
-            to_port=GRPC_PORT,
-            referenced_security_group_id=alb_sg.id,
-            description="gRPC from the inference ALB only",
-            opts=child,
-        )
 
     # -- IAM --------------------------------------------------------------------------------
     def _roles(self) -> tuple[aws.iam.Role, aws.iam.Role]:
@@ -454,7 +431,7 @@ class InferenceService(pulumi.ComponentResource):
                 opts=child,
             )
             listeners.append(https)
-            self._grpc_target_group, grpc_rule = self._grpc_routing(https)
+            self._grpc_target_group, grpc_rule = grpc_routing(name, args, https, self._tags, child)
             # ECS refuses a target group no listener uses yet: the service waits for the rule.
             listeners.append(grpc_rule)  # type: ignore[arg-type]
             http_action = aws.lb.ListenerDefaultActionArgs(
@@ -482,54 +459,6 @@ class InferenceService(pulumi.ComponentResource):
             )
         )
         return alb, target_group, listeners
-
-    def _grpc_routing(
-        self, https: aws.lb.Listener
-    ) -> tuple[aws.lb.TargetGroup, aws.lb.ListenerRule]:
-        """gRPC target group (protocol version GRPC, health from grpc.health.v1) and the rule
-        of the HTTPS listener that sends gRPC paths to it."""
-        name, args, child = self._name, self._args, self._child
-        hc = args.settings.health_check
-        target_group = aws.lb.TargetGroup(
-            f"{name}-grpc-tg",
-            target_type="ip",
-            port=GRPC_PORT,
-            protocol="HTTP",
-            protocol_version="GRPC",
-            vpc_id=args.network.vpc_id,
-            deregistration_delay=hc.deregistration_delay_s,
-            health_check=aws.lb.TargetGroupHealthCheckArgs(
-                enabled=True,
-                path=GRPC_HEALTH_PATH,
-                protocol="HTTP",
-                port="traffic-port",
-                matcher="0",
-                interval=hc.interval_s,
-                timeout=hc.timeout_s,
-                healthy_threshold=hc.healthy_threshold,
-                unhealthy_threshold=hc.unhealthy_threshold,
-            ),
-            tags=self._tags,
-            opts=child,
-        )
-        rule = aws.lb.ListenerRule(
-            f"{name}-grpc-rule",
-            listener_arn=https.arn,
-            priority=10,
-            conditions=[
-                aws.lb.ListenerRuleConditionArgs(
-                    path_pattern=aws.lb.ListenerRuleConditionPathPatternArgs(
-                        values=list(GRPC_PATHS)
-                    )
-                )
-            ],
-            actions=[
-                aws.lb.ListenerRuleActionArgs(type="forward", target_group_arn=target_group.arn)
-            ],
-            tags=self._tags,
-            opts=child,
-        )
-        return target_group, rule
 
     # -- ECS service ----------------------------------------------------------------------------
     def _service(
@@ -569,7 +498,7 @@ class InferenceService(pulumi.ComponentResource):
                     container_name=CONTAINER_NAME,
                     container_port=CONTAINER_PORT,
                 ),
-                *self._grpc_load_balancers(),
+                *grpc_load_balancers(self._grpc_target_group),
             ],
             deployment_circuit_breaker=aws.ecs.ServiceDeploymentCircuitBreakerArgs(
                 enable=True, rollback=True
@@ -591,17 +520,6 @@ class InferenceService(pulumi.ComponentResource):
                 custom_timeouts=pulumi.CustomTimeouts(create="40m", update="40m"),
             ),
         )
-
-    def _grpc_load_balancers(self) -> list[aws.ecs.ServiceLoadBalancerArgs]:
-        if self._grpc_target_group is None:
-            return []
-        return [
-            aws.ecs.ServiceLoadBalancerArgs(
-                target_group_arn=self._grpc_target_group.arn,
-                container_name=CONTAINER_NAME,
-                container_port=GRPC_PORT,
-            )
-        ]
 
     def _deployment_check(
         self, service: aws.ecs.Service, task_definition: aws.ecs.TaskDefinition
