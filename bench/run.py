@@ -30,13 +30,16 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from bench import payloads, report, servers
-from bench.models import LAYERS, NAME, write_mlp
-from bench.wrk import INSTALL_HINT, run_wrk, write_script, wrk_path
+from bench import grpc_load, payloads, report, servers
+from bench.models import INPUT, LAYERS, NAME, OUTPUT, write_mlp
+from bench.wrk import INSTALL_HINT, WrkResult, run_wrk, write_script, wrk_path
 
 BENCH = Path(__file__).resolve().parent
 SERVER_START_S = {"service": 4.0, "naive": 3.0, "mlserver": 8.0}  # rough, for the time estimate
 CHECK_S = 2.0
+
+
+GRPC_BODY = "grpc1"  # a serialized ModelInferRequest, sent by bench.grpc_load (no wrk for gRPC)
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,14 @@ def scenarios(connections: int) -> list[Scenario]:
         ),
         Scenario("json8-c64", f"batch-8 JSON, {connections} conn", "json8", connections, everyone),
         Scenario("json1-c1", "batch-1 JSON, 1 conn", "json1", 1, everyone),
+        Scenario(
+            "grpc1-c64",
+            f"batch-1 gRPC (raw tensors), {connections} streams",
+            GRPC_BODY,
+            connections,
+            ("service",),
+            peer_scenario="json1-c64",
+        ),
     ]
 
 
@@ -185,12 +196,16 @@ class Bench:
             for key, body in self.bodies.items()
         }
         self.scenarios = scenarios(args.connections)
+        one = payloads.random_input(1, seed=1)
+        self.grpc_path = tmp / f"{GRPC_BODY}.body"
+        self.grpc_path.write_bytes(grpc_load.infer_request(NAME, INPUT, one))
+        self.grpc_expected = self.session.run([OUTPUT], {INPUT: one})[0]
         self.raw: list[dict[str, Any]] = []
         self.checks: dict[str, float] = {}
         self.progress = Progress(0, 0)
 
     def bodies_for(self, kind: str) -> set[str]:
-        return {s.body for s in self.scenarios if kind in s.servers}
+        return {s.body for s in self.scenarios if kind in s.servers and s.body in self.bodies}
 
     def start(
         self,
@@ -212,9 +227,26 @@ class Bench:
             for b in self.bodies_for(kind)
         )
         diff = max(diff, payloads.check_concurrent(label, target.server.port, self.session))
+        if target.server.grpc_port:
+            body = self.grpc_path.read_bytes()
+            port = target.server.grpc_port
+            grpc_diff = grpc_load.check_answer(
+                label, port, body, self.grpc_expected, payloads.TOLERANCE
+            )
+            diff = max(diff, grpc_diff)
         self.checks[kind] = max(diff, self.checks.get(kind, 0.0))
         print(f"      answers match ONNX Runtime (max |diff| {diff:.2g})", flush=True)
         return target
+
+    def drive(self, server: servers.Server, scenario: Scenario, seconds: float) -> WrkResult:
+        """Closed-loop load on the client CPU: wrk over HTTP, bench.grpc_load over gRPC."""
+        cpu = self.args.client_cpu
+        if scenario.body == GRPC_BODY:
+            return grpc_load.run_grpc_load(
+                server.grpc_port, self.grpc_path, scenario.connections, seconds, cpu
+            )
+        url = f"http://127.0.0.1:{server.port}{payloads.INFER_PATH}"
+        return run_wrk(url, self.scripts[scenario.body], scenario.connections, seconds, cpu)
 
     def load(self, target: Contender, scenario: Scenario, round_: int) -> dict[str, Any]:
         """Warm-up, then the measured window; the service's batching counters around it."""
@@ -224,18 +256,16 @@ class Bench:
             f"{args.duration:g} s measured",
             args.warmup + args.duration + 1,
         )
-        url = f"http://127.0.0.1:{server.port}{payloads.INFER_PATH}"
-        script = self.scripts[scenario.body]
-        run_wrk(url, script, scenario.connections, args.warmup, args.client_cpu)
+        self.drive(server, scenario, args.warmup)
         counters = target.kind == "service"
         before = service_counters(server) if counters else {}
         cpu_before, busy_before = server.cpu_seconds(), servers.cpu_busy_seconds(args.server_cpu)
-        result = run_wrk(url, script, scenario.connections, args.duration, args.client_cpu)
+        result = self.drive(server, scenario, args.duration)
         cpu_s = server.cpu_seconds() - cpu_before
         busy_s = servers.cpu_busy_seconds(args.server_cpu) - busy_before
         after = service_counters(server) if counters else {}
         server.assert_alive()
-        rows = self.bodies[scenario.body].rows
+        rows = self.bodies[scenario.body].rows if scenario.body in self.bodies else 1
         row: dict[str, Any] = {
             "server": target.kind,
             "note": target.note,

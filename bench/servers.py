@@ -61,6 +61,7 @@ class Server:
     cwd: Path = REPO
     start_timeout_s: float = 90.0
     port: int = 0
+    grpc_port: int = 0  # this service's gRPC port (a free one, so instances never collide)
     process: subprocess.Popen | None = field(default=None, repr=False)
 
     def __enter__(self) -> Server:
@@ -184,9 +185,21 @@ def cpu_busy_seconds(cpu: int) -> float:
 
 def service(model_dir: Path, log: Path, cpu: int) -> Server:
     """This project's service, as `python -m service` runs it in the container."""
+    grpc_port = free_port()
     return Server(
         name="service",
-        command=[sys.executable, "-m", "service", "--host", "127.0.0.1", "--port", "{port}"],
+        command=[
+            sys.executable,
+            "-m",
+            "service",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "{port}",
+            "--grpc-port",
+            str(grpc_port),
+        ],
+        grpc_port=grpc_port,
         env={
             "MODEL_DIR": str(model_dir),
             "ACCESS_LOG": "false",
