@@ -29,11 +29,14 @@ def file_config_of(model: ModelVersion) -> ModelFileConfig:
 
 
 def _max_batch_size(model: ModelVersion, file_config: ModelFileConfig) -> int:
+    """What the file declared; without a declaration, what the batch probe decided
+    (``model.dynamic_batching``: a model whose rows are not independent has no batch dimension,
+    so it reports 0 and keeps the first dimension in ``dims``)."""
     if not model.batchable:
         return 0
     if file_config.max_batch_size is not None:
         return int(file_config.max_batch_size)
-    return model.batching.max_batch_size if model.batching.batching else 0
+    return model.batching.max_batch_size if model.dynamic_batching else 0
 
 
 def model_config_proto(model: ModelVersion) -> Any:
@@ -61,7 +64,7 @@ def model_config_proto(model: ModelVersion) -> Any:
     for spec in model.outputs:
         dims = spec.shape[1:] if max_batch > 0 else spec.shape
         config.output.add(name=spec.name, data_type=config_data_type(spec.datatype), dims=dims)
-    if batching.batching and model.batchable:
+    if model.dynamic_batching:  # the decision model.decide_batching made (file, structure, probe)
         config.dynamic_batching.max_queue_delay_microseconds = batching.max_queue_delay_us
         config.dynamic_batching.default_queue_policy.max_queue_size = batching.max_queue_size
     kind = (
@@ -69,6 +72,7 @@ def model_config_proto(model: ModelVersion) -> Any:
     )
     config.instance_group.add(name=model.name, kind=kind, count=batching.instance_count)
     config.parameters["config_file"].string_value = file_config.source or "none"
+    config.parameters["batching_decision"].string_value = model.batching_reason
     if file_config.ignored:
         config.parameters["ignored_config_fields"].string_value = ", ".join(file_config.ignored)
     return config

@@ -285,15 +285,9 @@ class InferenceServicer:
 
     async def repository_index(self, request: Any, context: Any) -> Any:
         self._require_repository_api()
-        entries = await asyncio.to_thread(self.plane.registry.index)
+        entries = await asyncio.to_thread(self.plane.registry.index, request.ready)
         index = pb.RepositoryIndexResponse.ModelIndex
-        return pb.RepositoryIndexResponse(
-            models=[
-                index(**entry)
-                for entry in entries
-                if not request.ready or entry["state"] == "READY"
-            ]
-        )
+        return pb.RepositoryIndexResponse(models=[index(**entry) for entry in entries])
 
     async def repository_load(self, request: Any, context: Any) -> Any:
         self._require_repository_api()

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from service.codec import decode_bytes_elements, encode_bytes_elements
+from service.codec import encode_bytes_elements, raw_tensor
 from service.datatypes import SUPPORTED, V2_TO_NUMPY
 from service.errors import InvalidInput
 from service.grpc.protos import service_pb2
@@ -70,24 +70,16 @@ def _datatype(tensor: Any) -> str:
 
 
 def _from_raw(raw: bytes, datatype: str, shape: tuple[int, ...], name: str) -> np.ndarray:
-    count = math.prod(shape)
-    if datatype == "BYTES":
-        items = decode_bytes_elements(raw, name)
-        if len(items) != count:
+    """The HTTP binary extension's decoder (sizes, BOOL bytes 0/1, BYTES prefixes, alignment),
+    with the size mismatch named in gRPC's terms."""
+    if datatype != "BYTES":
+        count, itemsize = math.prod(shape), V2_TO_NUMPY[datatype].itemsize
+        if len(raw) != count * itemsize:
             raise InvalidInput(
-                f"input '{name}': shape {list(shape)} has {count} elements but the raw content "
-                f"holds {len(items)} BYTES elements"
+                f"input '{name}': raw content is {len(raw)} bytes but shape {list(shape)} of "
+                f"{datatype} needs {count * itemsize} bytes"
             )
-        array = np.empty(count, dtype=object)
-        array[:] = items
-        return array.reshape(shape)
-    dtype = V2_TO_NUMPY[datatype]
-    if len(raw) != count * dtype.itemsize:
-        raise InvalidInput(
-            f"input '{name}': raw content is {len(raw)} bytes but shape {list(shape)} of "
-            f"{datatype} needs {count * dtype.itemsize} bytes"
-        )
-    return np.frombuffer(raw, dtype=dtype.newbyteorder("<")).reshape(shape)
+    return raw_tensor(raw, datatype, shape, name)
 
 
 def _from_contents(contents: Any, datatype: str, shape: tuple[int, ...], name: str) -> np.ndarray:
