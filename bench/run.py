@@ -66,6 +66,36 @@ def scenarios(connections: int) -> list[Scenario]:
     ]
 
 
+@dataclass(frozen=True)
+class ServiceVariant:
+    """This service with some settings changed from its defaults, measured in the same run
+    (interleaved with the defaults, round by round) to show what those settings cost. The
+    report compares each variant with the defaults in the variant's scenarios."""
+
+    note: str  # shown after "this service", e.g. "ACCESS_LOG=false"
+    env: dict[str, str]
+    scenarios: tuple[str, ...] = ("json1-c64",)
+
+
+# A/B rows: the defaults against one change each. Add a row here to measure another setting.
+SERVICE_VARIANTS = [
+    ServiceVariant("ACCESS_LOG=false", {"ACCESS_LOG": "false"}, ("json1-c64", "json1-c1")),
+]
+
+
+def parse_variant(text: str) -> ServiceVariant:
+    """``--variant "KEY=VAL[,KEY=VAL...]"`` (headline scenario only)."""
+    env: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise argparse.ArgumentTypeError(f"expected KEY=VALUE[,KEY=VALUE...], got {text!r}")
+        env[key.strip().upper()] = value.strip()
+    if not env:
+        raise argparse.ArgumentTypeError("--variant needs at least one KEY=VALUE")
+    return ServiceVariant(",".join(f"{k}={v}" for k, v in env.items()), env)
+
+
 class Progress:
     """Prints which server and scenario runs, and about how long the whole run has left."""
 
@@ -100,6 +130,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--skip-mlserver", action="store_true")
     parser.add_argument(
+        "--variant",
+        action="append",
+        type=parse_variant,
+        default=[],
+        metavar="KEY=VAL[,KEY=VAL]",
+        help="also measure this service with these environment overrides, next to its defaults "
+        "(headline scenario); repeatable. Built-in variants: "
+        + "; ".join(v.note for v in SERVICE_VARIANTS),
+    )
+    parser.add_argument("--no-variants", action="store_true", help="skip the built-in A/B variants")
+    parser.add_argument(
         "--repeat", type=int, default=1, help="rounds over all rows; the median round is kept"
     )
     parser.add_argument(
@@ -113,6 +154,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.quick:
         args.warmup, args.duration, args.inprocess_seconds = 1.0, 3.0, 1.5
     args.batch_times = [float(x) for x in args.mlserver_batch_times.split(",") if x.strip()]
+    args.variants = [*([] if args.no_variants else SERVICE_VARIANTS), *args.variant]
     return args
 
 
@@ -165,6 +207,10 @@ class Contender:
     server: servers.Server
     note: str = ""
     batch_time: float | None = None
+    only: tuple[str, ...] | None = None  # scenario keys of an A/B variant; None: all of kind's
+
+    def runs(self, scenario: Scenario) -> bool:
+        return self.kind in scenario.servers and (self.only is None or scenario.key in self.only)
 
     @property
     def label(self) -> str:
@@ -199,6 +245,7 @@ class Bench:
         make: Callable[[], servers.Server],
         note: str = "",
         batch_time: float | None = None,
+        only: tuple[str, ...] | None = None,
     ) -> Contender:
         """Start a server (stopped when ``stack`` closes) and check its answers."""
         label = kind + (f" ({note})" if note else "")
@@ -206,7 +253,7 @@ class Bench:
             f"start {label} on CPU {self.args.server_cpu}, check its answers",
             SERVER_START_S[kind] + CHECK_S,
         )
-        target = Contender(kind, stack.enter_context(make()), note, batch_time)
+        target = Contender(kind, stack.enter_context(make()), note, batch_time, only)
         diff = max(
             payloads.check_answer(label, target.server.port, self.bodies[b])
             for b in self.bodies_for(kind)
@@ -274,7 +321,7 @@ class Bench:
         for round_ in range(self.args.repeat):
             for scenario in self.scenarios:
                 for target in contenders:
-                    if target.kind not in scenario.servers:
+                    if not target.runs(scenario):
                         continue
                     headline = scenario is self.scenarios[0]
                     if target.kind == "mlserver" and not headline and target is not best:
@@ -325,17 +372,18 @@ def plan(args: argparse.Namespace, bench: Bench, with_mlserver: bool) -> tuple[f
     per_row = args.warmup + args.duration + 1
     kinds = ["service", "naive", *(["mlserver"] if with_mlserver else [])]
     variants = len(args.batch_times) if with_mlserver else 0
-    starts = 3 + variants
+    starts = 3 + len(args.variants) + variants
     rows = 0
     for scenario in bench.scenarios:
         rows += sum(
             (2 if k == "naive" else 1) for k in kinds if k in scenario.servers and k != "mlserver"
         )
+        rows += sum(scenario.key in v.scenarios for v in args.variants)
         if "mlserver" in kinds and "mlserver" in scenario.servers:
             rows += variants if scenario is bench.scenarios[0] else 1
     rows *= args.repeat
     total = 4 * args.inprocess_seconds + 4
-    total += 3 * (SERVER_START_S["service"] + CHECK_S) + variants * (
+    total += (3 + len(args.variants)) * (SERVER_START_S["service"] + CHECK_S) + variants * (
         SERVER_START_S["mlserver"] + CHECK_S
     )
     total += rows * per_row
@@ -429,6 +477,8 @@ def _main(argv: list[str] | None) -> int:
         cpu, model = args.server_cpu, bench.model
         limits = [inprocess_limit(bench, "before the servers start")]
         with ExitStack() as stack:
+            # this service with its defaults, then each A/B variant right after it, so every
+            # round measures them back to back
             contenders = [
                 bench.start(
                     stack,
@@ -436,6 +486,17 @@ def _main(argv: list[str] | None) -> int:
                     lambda: servers.service(tmp / "models", tmp / "service.log", cpu),
                 ),
             ]
+            for n, variant in enumerate(args.variants, 1):
+                make = partial(
+                    servers.service,
+                    tmp / "models",
+                    tmp / f"service-variant-{n}.log",
+                    cpu,
+                    variant.env,
+                    f"service ({variant.note})",
+                )
+                only = tuple(k for k in variant.scenarios if k in {s.key for s in bench.scenarios})
+                contenders.append(bench.start(stack, "service", make, variant.note, only=only))
             for async_endpoint, note in ((False, "def endpoint"), (True, "async def endpoint")):
                 make = partial(servers.naive, model, tmp / f"naive-{async_endpoint}.log", cpu)
                 contenders.append(bench.start(stack, "naive", partial(make, async_endpoint), note))
@@ -525,7 +586,9 @@ def collect(
             "mlserver_max_batch_time_s": best_time,
             "mlserver_max_batch_size": 32,
             "command": "python -m bench " + " ".join(sys.argv[1:]),
+            "service_env": "defaults (only MODEL_DIR set)",
         },
+        "service_variants": [asdict(v) for v in args.variants],
         "inprocess": limit,
         "inprocess_measurements": limits,
         "scenarios": [asdict(s) for s in bench.scenarios],
@@ -546,4 +609,6 @@ def write_outputs(results: dict[str, Any], out: Path) -> None:
     chart = report.write_chart(results, out / "results.png")
     report.write_readme(out / "README.md", report.readme_section(results, chart))
     written = [out / "results.json", out / "README.md", *([out / chart] if chart else [])]
+    if chart and (out / report.AB_CHART).is_file():
+        written.append(out / report.AB_CHART)
     print("\nwrote " + ", ".join(str(p) for p in written))
