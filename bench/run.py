@@ -32,7 +32,7 @@ from typing import Any
 
 from bench import payloads, report, servers
 from bench.models import LAYERS, NAME, write_mlp
-from bench.wrk import INSTALL_HINT, run_wrk, write_script, wrk_path
+from bench.wrk import INSTALL_HINT, WrkResult, combine, run_wrk, write_script, wrk_path
 
 BENCH = Path(__file__).resolve().parent
 SERVER_START_S = {"service": 4.0, "naive": 3.0, "mlserver": 8.0}  # rough, for the time estimate
@@ -265,23 +265,71 @@ class Bench:
 
     def load(self, target: Contender, scenario: Scenario, round_: int) -> dict[str, Any]:
         """Warm-up, then the measured window; the service's batching counters around it."""
-        args, server = self.args, target.server
-        self.progress(
-            f"{target.label} · {scenario.title} · {args.warmup:g} s warm-up + "
-            f"{args.duration:g} s measured",
-            args.warmup + args.duration + 1,
-        )
-        url = f"http://127.0.0.1:{server.port}{payloads.INFER_PATH}"
-        script = self.scripts[scenario.body]
-        run_wrk(url, script, scenario.connections, args.warmup, args.client_cpu)
-        counters = target.kind == "service"
-        before = service_counters(server) if counters else {}
-        cpu_before, busy_before = server.cpu_seconds(), servers.cpu_busy_seconds(args.server_cpu)
-        result = run_wrk(url, script, scenario.connections, args.duration, args.client_cpu)
-        cpu_s = server.cpu_seconds() - cpu_before
-        busy_s = servers.cpu_busy_seconds(args.server_cpu) - busy_before
-        after = service_counters(server) if counters else {}
-        server.assert_alive()
+        return self.load_interleaved([target], scenario, round_)[0]
+
+    def load_interleaved(
+        self, targets: list[Contender], scenario: Scenario, round_: int
+    ) -> list[dict[str, Any]]:
+        """Warm up each target, then measure them in alternating slices of the window (A B, B A,
+        A B...; one slice when alone), so that a burst of other work on the machine hits all of
+        them alike: the A/B variants of this service are measured so. Each target's row sums
+        its slices (requests, seconds, CPU); p50 is the median of the slices' p50, p99 the
+        highest slice p99."""
+        args = self.args
+        slices = 1 if len(targets) == 1 else max(1, min(5, round(args.duration / 2)))
+        slice_s = max(1, round(args.duration / slices))
+        for target in targets:
+            self.progress(
+                f"{target.label} · {scenario.title} · {args.warmup:g} s warm-up + "
+                f"{slices * slice_s:g} s measured"
+                + (f" in {slices} slices alternating with the others" if slices > 1 else ""),
+                args.warmup + slices * slice_s + 1,
+            )
+            run_wrk(self._url(target), self.scripts[scenario.body], scenario.connections,
+                    args.warmup, args.client_cpu)  # fmt: skip
+        parts: dict[int, list[tuple[WrkResult, float, float]]] = {id(t): [] for t in targets}
+        before = {id(t): self._counters(t) for t in targets}
+        for n in range(slices):
+            for target in targets if n % 2 == 0 else targets[::-1]:
+                server = target.server
+                cpu_before = server.cpu_seconds()
+                busy_before = servers.cpu_busy_seconds(args.server_cpu)
+                result = run_wrk(self._url(target), self.scripts[scenario.body],
+                                 scenario.connections, slice_s, args.client_cpu)  # fmt: skip
+                cpu_s = server.cpu_seconds() - cpu_before
+                busy_s = servers.cpu_busy_seconds(args.server_cpu) - busy_before
+                parts[id(target)].append((result, cpu_s, busy_s))
+        rows = []
+        for target in targets:
+            target.server.assert_alive()
+            after = self._counters(target)
+            results = [p[0] for p in parts[id(target)]]
+            result = combine(results)
+            cpu_s = sum(p[1] for p in parts[id(target)])
+            busy_s = sum(p[2] for p in parts[id(target)])
+            rows.append(self._row(target, scenario, round_, result, cpu_s, busy_s,
+                                  before[id(target)], after, slices))  # fmt: skip
+        return rows
+
+    def _url(self, target: Contender) -> str:
+        return f"http://127.0.0.1:{target.server.port}{payloads.INFER_PATH}"
+
+    def _counters(self, target: Contender) -> dict[str, float]:
+        return service_counters(target.server) if target.kind == "service" else {}
+
+    def _row(
+        self,
+        target: Contender,
+        scenario: Scenario,
+        round_: int,
+        result: WrkResult,
+        cpu_s: float,
+        busy_s: float,
+        before: dict[str, float],
+        after: dict[str, float],
+        slices: int,
+    ) -> dict[str, Any]:
+        args = self.args
         rows = self.bodies[scenario.body].rows
         row: dict[str, Any] = {
             "server": target.kind,
@@ -291,6 +339,7 @@ class Bench:
             "round": round_,
             "rows": rows,
             "connections": scenario.connections,
+            "slices": slices,
             **result.as_dict(),
             "samples_s": result.requests_s * rows,
             # CPU the server used in the window: per request (its cost, mostly immune to other
@@ -300,11 +349,11 @@ class Bench:
             # the rest of the server CPU's busy time: other processes, interrupts, the host
             "others_share": max(0.0, busy_s - cpu_s) / result.seconds,
         }
-        if counters:
+        if target.kind == "service":
             row["batching"] = batching_stats(before, after, result.seconds)
         self.raw.append(row)
         print(
-            f"      {result.requests_s:,.0f} req/s, p50 {result.p50_ms:.2f} ms, "
+            f"      {target.label}: {result.requests_s:,.0f} req/s, p50 {result.p50_ms:.2f} ms, "
             f"p99 {result.p99_ms:.2f} ms, {result.errors} errors; server CPU "
             f"{row['cpu_us_per_request']:.0f} µs/request; CPU {args.server_cpu} "
             f"{100 * row['cpu_share']:.0f}% this server, {100 * row['others_share']:.0f}% others",
@@ -320,8 +369,12 @@ class Bench:
         variants = [t for t in contenders if t.kind == "mlserver"]
         for round_ in range(self.args.repeat):
             for scenario in self.scenarios:
+                # this service and its A/B variants together, in alternating slices
+                group = [t for t in contenders if t.kind == "service" and t.runs(scenario)]
+                if group:
+                    self.load_interleaved(group, scenario, round_)
                 for target in contenders:
-                    if not target.runs(scenario):
+                    if target.kind == "service" or not target.runs(scenario):
                         continue
                     headline = scenario is self.scenarios[0]
                     if target.kind == "mlserver" and not headline and target is not best:
