@@ -74,9 +74,9 @@ class LineWriter:
     writes the queued lines and its own at once (for records that must not wait, such as
     errors). ``flush()`` writes what is queued and returns when it is written; run at shutdown.
     Lines go out only from under one lock, many in one write call, so they never interleave.
-    When the reader of stdout falls behind and ``max_pending`` lines are queued, ``buffer()``
-    writes them itself, so the caller waits as it did with a plain blocking write: lines are
-    never dropped and memory stays bounded.
+    When the reader of stdout falls behind and ``max_pending`` lines (or about
+    ``max_pending_bytes``) are queued, ``buffer()`` writes them itself, so the caller waits as
+    it did with a plain blocking write: lines are never dropped and memory stays bounded.
     """
 
     def __init__(
@@ -85,11 +85,14 @@ class LineWriter:
         interval_s: float = 0.05,
         high_water: int = 256,
         max_pending: int = 16384,
+        max_pending_bytes: int = 8 * 1024 * 1024,
     ) -> None:
         self.stream = stream
         self.interval_s = interval_s
         self.high_water = high_water
         self.max_pending = max_pending
+        self.max_pending_bytes = max_pending_bytes
+        self._bytes = 0  # queued bytes, approximately (not locked: a bound, not a count)
         self._binary: IO[bytes] | None = getattr(stream, "buffer", None)
         self._pending: deque[bytes] = deque()
         self._write_lock = threading.Lock()  # one writer at a time: lines stay in order
@@ -103,11 +106,12 @@ class LineWriter:
         """Queue one line (ending in a newline) for the background writer."""
         pending = self._pending
         pending.append(line)
+        self._bytes += len(line)
         if self._thread is None:
             self._start()
         queued = len(pending)
-        if queued >= self.high_water:
-            if queued >= self.max_pending or self._closed:
+        if queued >= self.high_water or self._bytes >= self.max_pending_bytes:
+            if queued >= self.max_pending or self._bytes >= self.max_pending_bytes or self._closed:
                 self.flush()
             else:
                 self._wake.set()
@@ -146,6 +150,7 @@ class LineWriter:
         while other threads may append)."""
         pending = self._pending
         pop = pending.popleft
+        self._bytes = 0
         return b"".join([pop() for _ in range(len(pending))])
 
     def _emit(self, data: bytes) -> None:

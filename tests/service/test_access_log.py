@@ -262,6 +262,21 @@ def test_a_slow_reader_holds_writers_back_instead_of_losing_lines() -> None:
     assert most_pending <= writer.max_pending
 
 
+def test_long_lines_are_bounded_by_bytes_too() -> None:
+    """A few huge lines (long user agents) count against the byte bound, not only the line
+    count: the writer writes them itself once about ``max_pending_bytes`` wait."""
+    stream = io.TextIOWrapper(io.BytesIO(), encoding="utf-8", write_through=True)
+    writer = LineWriter(stream, interval_s=3600, high_water=1000, max_pending_bytes=50_000)
+    line = b"x" * 20_000 + b"\n"
+    for _ in range(3):
+        writer.buffer(line)
+    assert len(writer._pending) == 0  # the third line crossed 50 kB: all written at once
+    buffer = stream.buffer
+    assert isinstance(buffer, io.BytesIO)
+    assert buffer.getvalue() == line * 3
+    writer.close()
+
+
 def test_lines_still_buffered_at_exit_are_written() -> None:
     """The interpreter's exit runs the writer's final flush (atexit), whatever the interval."""
     code = (
