@@ -150,6 +150,14 @@ def test_access_time_is_the_formatters_time(created: float) -> None:
     assert logs._iso_time(created) == formatted
 
 
+def test_a_path_orjson_refuses_is_still_logged(stdout: io.TextIOWrapper) -> None:
+    """A lone surrogate (orjson refuses it) goes the ``logging`` way, still one JSON line."""
+    logs.access("GET", "/v2/models/\ud800", 404, 0.1, "ua", None)
+    (line,) = printed(stdout)
+    record = json.loads(line)
+    assert record["path"] == "/v2/models/\ud800" and record["status"] == 404
+
+
 def test_access_log_follows_the_log_level(stdout: io.TextIOWrapper) -> None:
     logging.getLogger().setLevel("WARNING")
     through_middleware("/v2/models/mlp/infer", 200, [], None)
