@@ -130,6 +130,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--skip-mlserver", action="store_true")
     parser.add_argument(
+        "--skip-naive", action="store_true", help="no naive FastAPI server (e.g. for A/B runs)"
+    )
+    parser.add_argument(
         "--variant",
         action="append",
         type=parse_variant,
@@ -550,7 +553,10 @@ def _main(argv: list[str] | None) -> int:
                 )
                 only = tuple(k for k in variant.scenarios if k in {s.key for s in bench.scenarios})
                 contenders.append(bench.start(stack, "service", make, variant.note, only=only))
-            for async_endpoint, note in ((False, "def endpoint"), (True, "async def endpoint")):
+            naive_variants = (
+                () if args.skip_naive else ((False, "def endpoint"), (True, "async def endpoint"))
+            )
+            for async_endpoint, note in naive_variants:
                 make = partial(servers.naive, model, tmp / f"naive-{async_endpoint}.log", cpu)
                 contenders.append(bench.start(stack, "naive", partial(make, async_endpoint), note))
             if unavailable is None:

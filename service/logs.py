@@ -8,15 +8,16 @@ Access logs (logger name ``service.access``) have ``method``, ``path``, ``status
 ``duration_ms``, ``user_agent`` and ``client``. They are written by :func:`access`, not through
 ``logging``: a ``LogRecord`` plus a JSON formatter plus a flushed write per request cost about a
 third of a batch-1 request's CPU (measured with bench/). :func:`access` builds the same record
-with orjson and hands the line to the :class:`LineWriter`, which writes the lines a request
-produced in one system call every few milliseconds from a background thread, and everything
-still pending at shutdown (``flush_logs``, also run at exit). Other records go through
+with orjson and hands the line to the :class:`LineWriter`, which writes the queued lines in
+one system call 50 ms later (a timer on the event loop), and everything still pending at
+shutdown (``flush_logs``, also run at exit). Other records go through
 ``logging`` as before and are written at once, after any pending access lines, so the order
 on stdout is the order of logging and no two lines ever interleave.
 """
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import logging
 import sys
@@ -69,12 +70,13 @@ class _DropColorMessage(logging.Filter):
 class LineWriter:
     """Whole lines to one stream, in order, from any thread.
 
-    ``buffer()`` queues a line (a deque append, atomic under the GIL): a daemon thread writes
-    what is queued every ``interval_s``, or as soon as ``high_water`` lines wait. ``write()``
-    writes the queued lines and its own at once (for records that must not wait, such as
-    errors). ``flush()`` writes what is queued and returns when it is written; run at shutdown.
-    Lines go out only from under one lock, many in one write call, so they never interleave.
-    When the reader of stdout falls behind and ``max_pending`` lines (or about
+    ``buffer()`` queues a line (a deque append, atomic under the GIL); what is queued is
+    written ``interval_s`` later by the event loop the line came from (a timer), or by a
+    daemon thread for lines from other threads, and at once when ``high_water`` lines wait.
+    ``write()`` writes the queued lines and its own at once (for records that must not wait,
+    such as errors). ``flush()`` writes what is queued and returns when it is written (at
+    shutdown). Lines go out only from under one lock, many in one write call, so they never
+    interleave. When the reader of stdout falls behind and ``max_pending`` lines (or about
     ``max_pending_bytes``) are queued, ``buffer()`` writes them itself, so the caller waits as
     it did with a plain blocking write: lines are never dropped and memory stays bounded.
     """
@@ -101,22 +103,42 @@ class LineWriter:
         self._closed = False
         self._failed = False
         self._thread: threading.Thread | None = None
+        self._timer_loop: asyncio.AbstractEventLoop | None = None  # loop with a flush pending
 
     def buffer(self, line: bytes) -> None:
-        """Queue one line (ending in a newline) for the background writer."""
+        """Queue one line (ending in a newline). On an event loop, the loop itself writes the
+        queue ``interval_s`` later (a timer; no other thread has to take the GIL, which on a
+        busy CPU can stall the loop for a scheduler time slice); from other threads, the
+        background writer thread does."""
         pending = self._pending
         pending.append(line)
         self._bytes += len(line)
+        queued = len(pending)
+        if self._closed or queued >= self.max_pending or self._bytes >= self.max_pending_bytes:
+            self.flush()
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        if loop is not None:
+            if queued >= self.high_water:
+                self.flush()
+            elif self._timer_loop is not loop:
+                self._timer_loop = loop
+                loop.call_later(self.interval_s, self._flush_on_loop)
+            return
         if self._thread is None:
             self._start()
-        queued = len(pending)
-        if queued >= self.high_water or self._bytes >= self.max_pending_bytes:
-            if queued >= self.max_pending or self._bytes >= self.max_pending_bytes or self._closed:
-                self.flush()
-            else:
-                self._wake.set()
-        elif self._closed:
+        if queued >= self.high_water:
+            self._wake.set()
+
+    def _flush_on_loop(self) -> None:
+        self._timer_loop = None
+        try:
             self.flush()
+        except Exception as exc:  # stdout gone: say so (once) where it can still be seen
+            self._report(exc)
 
     def _start(self) -> None:
         with self._start_lock:
@@ -131,6 +153,7 @@ class LineWriter:
 
     def flush(self) -> None:
         """Write every queued line, before returning."""
+        self._timer_loop = None  # the next line on a loop schedules a new timer
         with self._write_lock:
             data = self._take()
             if data:
@@ -169,9 +192,12 @@ class LineWriter:
             try:
                 self.flush()
             except Exception as exc:  # stdout gone: say so (once) where it can still be seen
-                if not self._failed:
-                    self._failed = True
-                    print(f"log writer: cannot write to stdout: {exc!r}", file=sys.stderr)
+                self._report(exc)
+
+    def _report(self, exc: Exception) -> None:
+        if not self._failed:
+            self._failed = True
+            print(f"log writer: cannot write to stdout: {exc!r}", file=sys.stderr)
 
 
 class _LineHandler(logging.Handler):

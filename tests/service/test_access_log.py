@@ -166,6 +166,26 @@ def test_access_log_follows_the_log_level(stdout: io.TextIOWrapper) -> None:
     assert [json.loads(line)["status"] for line in printed(stdout)] == [201]
 
 
+def test_on_an_event_loop_the_loop_writes_the_lines_a_moment_later(
+    stdout: io.TextIOWrapper,
+) -> None:
+    """No writer thread is involved for lines from an event loop: a timer on that loop writes
+    them ``interval_s`` later."""
+    buffer = stdout.buffer
+    assert isinstance(buffer, io.BytesIO)
+
+    async def main() -> tuple[bytes, bytes]:
+        logs.access("POST", "/a", 200, 1.0, "", None)
+        before = buffer.getvalue()
+        await asyncio.sleep(0.3)  # the default interval is 0.05 s
+        return before, buffer.getvalue()
+
+    before, after = asyncio.run(main())
+    assert before == b""
+    assert json.loads(after)["path"] == "/a"
+    assert logs._writer is not None and logs._writer._thread is None
+
+
 def test_other_records_keep_their_order_with_access_records(stdout: io.TextIOWrapper) -> None:
     log = logging.getLogger("service.test")
     logs.access("POST", "/a", 200, 1.0, "", None)
@@ -285,14 +305,20 @@ def test_long_lines_are_bounded_by_bytes_too() -> None:
     writer.close()
 
 
-def test_lines_still_buffered_at_exit_are_written() -> None:
-    """The interpreter's exit runs the writer's final flush (atexit), whatever the interval."""
+@pytest.mark.parametrize("on_loop", [False, True])
+def test_lines_still_buffered_at_exit_are_written(on_loop: bool) -> None:
+    """The interpreter's exit runs the writer's final flush (atexit), whatever the interval,
+    for lines from a thread and from an event loop whose timer never ran."""
     code = (
+        "import asyncio\n"
         "from service import logs\n"
         "logs.configure_logging('INFO')\n"
         "logs._writer.interval_s = 3600\n"
-        "for n in range(5000):\n"
-        "    logs.access('POST', f'/v2/models/m/infer/{n}', 200, 1.0, 'ua', None)\n"
+        "def log():\n"
+        "    for n in range(5000):\n"
+        "        logs.access('POST', f'/v2/models/m/infer/{n}', 200, 1.0, 'ua', None)\n"
+        "async def main():\n"
+        "    log()\n" + ("asyncio.run(main())\n" if on_loop else "log()\n")
     )
     done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, cwd=REPO, timeout=60, check=True
