@@ -7,6 +7,7 @@ in the test. Errors must carry Triton's gRPC codes and the HTTP API's messages.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -481,6 +482,20 @@ def test_python_m_service_serves_grpc_on_uvloop_and_stops_cleanly(tmp_path: Path
             process.communicate()
     assert process.returncode == 0, output[-2000:]
     assert '"gRPC stopped"' in output
+    # gRPC calls go through the service's own access log writer (service.logs.access: orjson,
+    # buffered, flushed at shutdown): the same fields as HTTP's records, one JSON object a line
+    records = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+    infer = [r for r in records if r.get("path") == "/inference.GRPCInferenceService/ModelInfer"]
+    assert len(infer) == 1, output[-2000:]
+    assert infer[0]["logger"] == "service.access"
+    assert (infer[0]["method"], infer[0]["status"], infer[0]["client"]) == (
+        "POST",
+        200,
+        "127.0.0.1",
+    )
+    assert "grpc" in infer[0]["user_agent"]
+    assert infer[0]["duration_ms"] > 0
+    assert infer[0]["message"] == "POST /inference.GRPCInferenceService/ModelInfer 200"
 
 
 def test_malformed_request_is_invalid_argument(channel: grpc.Channel) -> None:
