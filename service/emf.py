@@ -140,9 +140,15 @@ class EmfMetrics:
     the loader thread: one lock guards the counters (uncontended, well under a microsecond).
     """
 
-    def __init__(self, service_name: str, namespace: str = mn.NAMESPACE) -> None:
+    def __init__(
+        self,
+        service_name: str,
+        namespace: str = mn.NAMESPACE,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.service_name = service_name
         self.namespace = namespace
+        self._clock = clock
         self._lock = threading.Lock()
         self._models: dict[str, _ModelStats] = {}
         self._versions: dict[tuple[str, str], _VersionStats] = {}
@@ -150,7 +156,7 @@ class EmfMetrics:
         self._in_flight = 0
         self._max_in_flight = 0
         self._busy_s = 0.0
-        self._since = time.monotonic()
+        self._since = clock()
 
     # -- hooks (hot path: keep them small) ------------------------------------------------------
     def request_started(self) -> None:
@@ -212,7 +218,7 @@ class EmfMetrics:
             models, self._models = self._models, {}
             versions, self._versions = self._versions, {}
             failures, self._load_failures = self._load_failures, {}
-            mono = time.monotonic()
+            mono = self._clock()
             elapsed = max(mono - self._since, 1e-9)
             busy, self._busy_s = self._busy_s, 0.0
             peak, self._max_in_flight = self._max_in_flight, self._in_flight
