@@ -30,7 +30,9 @@ from typing import Any
 from service import metric_names as mn
 from service.logs import DOCUMENT
 
-log = logging.getLogger("service.emf")
+EMF_LOGGER = "service.emf"  # the logger member of every EMF record: what the router matches
+log = logging.getLogger(EMF_LOGGER)
+app_log = logging.getLogger("service.app")  # errors must not look like metrics to the router
 
 MAX_BINS = 100  # EMF/PutMetricData: at most 100 distinct values per metric in one record
 MAX_METRICS_PER_DIRECTIVE = 100
@@ -119,6 +121,9 @@ def record(
     """One EMF document: the ``_aws`` metadata plus the dimension and metric members."""
     definitions = [{"Name": m.name, "Unit": m.unit} for m in metrics if m.name in values]
     return {
+        # Every line the service writes names its logger; the log router routes this one to the
+        # metrics log group (log_router/custom.conf). A plain member, ignored by CloudWatch.
+        "logger": EMF_LOGGER,
         "_aws": {
             "Timestamp": timestamp_ms,
             "CloudWatchMetrics": [
@@ -308,4 +313,4 @@ def _flush(metrics: EmfMetrics, state: Callable[[], tuple[dict[str, int], int]])
         ready, unavailable = state()
         write(metrics.flush(ready, unavailable))
     except Exception:
-        log.exception("metrics flush failed")
+        app_log.exception("metrics flush failed")
