@@ -19,6 +19,7 @@ from components.gpu.cluster import GpuEc2Cluster, GpuInferenceServiceArgs
 from components.images import ImageSpec, image_uri
 from components.log_router import LogRouter, LogRouterArgs
 from components.model_sync_job import ModelSyncJob, ModelSyncJobArgs
+from components.monitoring import ServiceMonitoring, ServiceMonitoringArgs
 from components.quota_guard import check_fargate_quotas
 from components.stack_config import StackConfig
 
@@ -102,6 +103,7 @@ logs = LogRouter(
         error_log_retention_days=cfg.error_log_retention_days,
         archive_transition_days=cfg.archive_transition_days,
         archive_expiration_days=cfg.archive_expiration_days,
+        metrics_log_retention_days=cfg.metrics_log_retention_days,
     ),
 )
 service: FargateInferenceService | InferenceService
@@ -142,6 +144,26 @@ else:
             tags=tags,
         ),
     )
+
+# Dashboard and alarms on the service's own metrics (EMF through the log router) and, on GPU
+# stacks, the GPU instances' (CloudWatch agent).
+monitoring = ServiceMonitoring(
+    f"{name}-monitoring",
+    ServiceMonitoringArgs(
+        service_name=name,
+        cluster_name=service.cluster_name,
+        ecs_service_name=service.service_name,
+        load_balancer_arn_suffix=service.load_balancer_arn_suffix,
+        target_group_arn_suffix=service.target_group_arn_suffix,
+        alarm_topic_arn=service.alarm_topic_arn,
+        gpu_auto_scaling_group_name=gpu.auto_scaling_group_name if cfg.capacity == "gpu" else None,
+        concurrency_target=cfg.effective_concurrency_per_task if cfg.autoscaling else None,
+        thresholds=cfg.alarm_thresholds(),
+        tags=tags,
+    ),
+)
+pulumi.export("dashboardName", monitoring.dashboard_name)
+pulumi.export("metricsLogGroupName", logs.metrics_log_group_name)
 
 sync_settings = cfg.model_sync_settings()
 if sync_settings is not None:

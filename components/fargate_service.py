@@ -83,6 +83,8 @@ class FargateInferenceService(pulumi.ComponentResource):
     url: pulumi.Output[str]
     load_balancer_dns: pulumi.Output[str]
     alarm_topic_arn: pulumi.Output[str]
+    load_balancer_arn_suffix: pulumi.Output[str]
+    target_group_arn_suffix: pulumi.Output[str]
     task_definition_arn: pulumi.Output[str]
     task_definition_family: pulumi.Output[str]
     task_role_arn: pulumi.Output[str]
@@ -154,6 +156,8 @@ class FargateInferenceService(pulumi.ComponentResource):
         self.url = service.url
         self.load_balancer_dns = service.load_balancer_dns
         self.alarm_topic_arn = service.alarm_topic_arn
+        self.load_balancer_arn_suffix = service.load_balancer_arn_suffix
+        self.target_group_arn_suffix = service.target_group_arn_suffix
         self.task_definition_arn = service.task_definition_arn
         self.task_definition_family = service.task_definition_family
         self.task_role_arn = service.task_role_arn
