@@ -257,3 +257,14 @@ def test_emf_can_be_turned_off_and_bad_names_are_refused(tmp_path: Path) -> None
         Settings(emf_namespace="AWS/ECS")
     with pytest.raises(ValidationError, match="emf_service_name"):
         Settings(emf_service_name="has space")
+
+
+def test_every_metric_and_setting_is_documented() -> None:
+    root = Path(__file__).resolve().parents[2]
+    doc = (root / "docs" / "observability.md").read_text()
+    for metric in mn.ALL:
+        assert f"| `{metric.name}` | {metric.unit}" in doc, metric.name
+    readme = (root / "README.md").read_text()
+    for name in Settings.model_fields:
+        if name.startswith("emf_"):
+            assert f"| `{name.upper()}` |" in readme, name
