@@ -150,7 +150,7 @@ else:
 monitoring = ServiceMonitoring(
     f"{name}-monitoring",
     ServiceMonitoringArgs(
-        service_name=name,
+        service_name=service.metrics_service_name,
         cluster_name=service.cluster_name,
         ecs_service_name=service.service_name,
         load_balancer_arn_suffix=service.load_balancer_arn_suffix,

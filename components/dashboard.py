@@ -69,7 +69,7 @@ def _service(metric: mn.Metric, t: DashboardTargets, **options: Any) -> list[Any
 def _search(metric: mn.Metric, dims: tuple[str, ...], t: DashboardTargets, stat: str) -> dict:
     schema = ",".join((mn.NAMESPACE, *dims))
     query = f'{{{schema}}} {mn.SERVICE}="{t.service_name}" MetricName="{metric.name}"'
-    return {"expression": f"SEARCH('{query}', '{stat}', 60)", "label": ""}
+    return {"expression": f"SEARCH('{query}', '{stat}', 60)"}
 
 
 def _alb(name: str, t: DashboardTargets, per_target_group: bool = True, **options: Any) -> list:
@@ -92,6 +92,7 @@ def _ecs(namespace: str, name: str, t: DashboardTargets, **options: Any) -> list
 
 
 def _widget(title: str, metrics: list, t: DashboardTargets, **props: Any) -> dict[str, Any]:
+    props = {k: v for k, v in props.items() if v}  # no empty annotations
     return {
         "type": "metric",
         "width": WIDTH,

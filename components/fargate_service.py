@@ -85,6 +85,7 @@ class FargateInferenceService(pulumi.ComponentResource):
     alarm_topic_arn: pulumi.Output[str]
     load_balancer_arn_suffix: pulumi.Output[str]
     target_group_arn_suffix: pulumi.Output[str]
+    metrics_service_name: str
     task_definition_arn: pulumi.Output[str]
     task_definition_family: pulumi.Output[str]
     task_role_arn: pulumi.Output[str]
@@ -157,6 +158,7 @@ class FargateInferenceService(pulumi.ComponentResource):
         self.load_balancer_dns = service.load_balancer_dns
         self.alarm_topic_arn = service.alarm_topic_arn
         self.load_balancer_arn_suffix = service.load_balancer_arn_suffix
+        self.metrics_service_name = service.metrics_service_name
         self.target_group_arn_suffix = service.target_group_arn_suffix
         self.task_definition_arn = service.task_definition_arn
         self.task_definition_family = service.task_definition_family

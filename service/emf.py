@@ -11,8 +11,10 @@ model versions loaded.
 Distributions (latency, queue time, inference time, batch size) are EMF histograms -- ``Values``
 and ``Counts`` with ``Min``/``Max``/``Count``/``Sum``, at most 100 bins -- the form AWS's own EMF
 library emits (awslabs/aws-embedded-metrics-java, ``model/Histogram.java``: log buckets of 10 %,
-"CloudWatch will drop Histograms with more than 100 bins"), so CloudWatch computes p50/p99 across
-tasks. Bins are 10 % wide; if one interval spans more than 100 of them, neighbours are merged.
+"CloudWatch will drop Histograms with more than 100 bins") and AWS's OpenTelemetry EMF exporter
+too (aws-observability/aws-otel-java-instrumentation#814: "metric histograms ... may contain no
+more than 100 values"), so CloudWatch computes p50/p99 across tasks. Bins are 10 % wide; if one
+interval spans more than 100 of them, neighbours are merged.
 """
 
 from __future__ import annotations

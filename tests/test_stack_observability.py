@@ -196,6 +196,10 @@ def test_each_stack_has_a_dashboard_of_what_it_emits(
     assert_everything_shown_is_emitted(body, targets)
     namespaces = {ns for ns, _, _ in shown(body)}
     assert {"AWS/ApplicationELB", mn.NAMESPACE} <= namespaces
+    plotted = {metric for _, metric, _ in shown(body)}
+    alb_metrics = {"RequestCount", "TargetResponseTime", "HTTPCode_Target_5XX_Count"}
+    service_metrics = {"Requests", "Latency", "QueueTime", "RequestsShed", "BatchSize"}
+    assert alb_metrics | service_metrics <= plotted
     assert (mn.GPU_NAMESPACE in namespaces) == (stack == "prod")
     assert exports["dashboardName"] == NAME
     assert exports["metricsLogGroupName"].endswith("/metrics")

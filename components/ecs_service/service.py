@@ -106,6 +106,7 @@ class InferenceService(pulumi.ComponentResource):
     target_group_arn: pulumi.Output[str]
     load_balancer_arn_suffix: pulumi.Output[str]  # app/<name>/<id>: CloudWatch's dimension value
     target_group_arn_suffix: pulumi.Output[str]  # targetgroup/<name>/<id>
+    metrics_service_name: str
     alarm_topic_arn: pulumi.Output[str]
     task_definition_arn: pulumi.Output[str]
     task_definition_family: pulumi.Output[str]
@@ -156,6 +157,7 @@ class InferenceService(pulumi.ComponentResource):
         self.load_balancer_arn = alb.arn
         self.target_group_arn = target_group.arn
         self.load_balancer_arn_suffix = alb.arn_suffix
+        self.metrics_service_name = name  # ServiceName of its CloudWatch metrics (EMF)
         self.target_group_arn_suffix = target_group.arn_suffix
         self.url = pulumi.Output.concat(scheme, "://", alb.dns_name)
         self.alarm_topic_arn = notifications.topic_arn
