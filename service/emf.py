@@ -164,6 +164,7 @@ class EmfMetrics:
         self._max_in_flight = 0
         self._busy_s = 0.0
         self._since = clock()
+        self._since_wall = time.time()
 
     # -- hooks (hot path: keep them small) ------------------------------------------------------
     def request_started(self) -> None:
@@ -220,7 +221,6 @@ class EmfMetrics:
         idle, so the scaling policy sees 0 rather than missing data when there is no traffic.
         """
         wall = time.time() if now is None else now
-        stamp = int(wall * 1000)
         with self._lock:
             models, self._models = self._models, {}
             versions, self._versions = self._versions, {}
@@ -230,6 +230,10 @@ class EmfMetrics:
             busy, self._busy_s = self._busy_s, 0.0
             peak, self._max_in_flight = self._max_in_flight, self._in_flight
             self._since = mono
+            # The middle of the interval: with flushes on minute boundaries, each datapoint
+            # lands in the CloudWatch minute it describes.
+            stamp = int((self._since_wall + wall) / 2 * 1000)
+            self._since_wall = wall
         service = {mn.SERVICE: self.service_name}
         out = []
         for name, s in sorted(models.items()):
@@ -299,11 +303,13 @@ async def publish_periodically(
     interval_s: float,
     state: Callable[[], tuple[dict[str, int], int]],
 ) -> None:
-    """Flush every ``interval_s`` until cancelled, then once more (the last partial interval
-    of a task being stopped is not lost)."""
+    """Flush every ``interval_s`` (on its multiples) until cancelled, then once more (the last
+    partial interval of a task being stopped is not lost)."""
     try:
         while True:
-            await asyncio.sleep(interval_s)
+            # On multiples of the interval (wall clock): every task flushes at the same moments,
+            # so each 1-minute period gets exactly one datapoint per task.
+            await asyncio.sleep(interval_s - time.time() % interval_s)
             _flush(metrics, state)
     finally:
         with contextlib.suppress(Exception):

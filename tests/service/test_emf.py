@@ -268,3 +268,13 @@ def test_every_metric_and_setting_is_documented() -> None:
     for name in Settings.model_fields:
         if name.startswith("emf_"):
             assert f"| `{name.upper()}` |" in readme, name
+
+
+def test_a_record_is_stamped_with_the_middle_of_its_interval() -> None:
+    """Flushes happen on minute boundaries; the middle of the interval puts each datapoint in
+    the CloudWatch minute it describes, not the next one."""
+    emf = EmfMetrics("svc")
+    start = 1_800_000_000.0  # a minute boundary
+    emf.flush(now=start)
+    (doc,) = emf.flush(now=start + 60)
+    assert doc["_aws"]["Timestamp"] == (start + 30) * 1000
