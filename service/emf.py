@@ -145,6 +145,8 @@ class EmfMetrics:
 
     Request hooks run on the event loop; batch hooks on the batch worker threads; load failures on
     the loader thread: one lock guards the counters (uncontended, well under a microsecond).
+    A request's time in flight counts in the interval it ends in (inference takes milliseconds
+    against a 60 s interval).
     """
 
     def __init__(
