@@ -49,7 +49,8 @@ def agent_config(namespace: str = GPU_NAMESPACE, interval_s: int = INTERVAL_S) -
     """The agent's JSON configuration: nvidia_gpu only (CPU and memory come from Container
     Insights), with the instance and ASG as dimensions and a roll-up per ASG."""
     return {
-        "agent": {"metrics_collection_interval": interval_s, "run_as_user": "root"},
+        # cwagent: the unprivileged user the package creates; nvidia-smi needs no root.
+        "agent": {"metrics_collection_interval": interval_s, "run_as_user": "cwagent"},
         "metrics": {
             "namespace": namespace,
             "append_dimensions": {
