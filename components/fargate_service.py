@@ -14,6 +14,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.ecs_service import (
+    BeforeDeploy,
     InferenceService,
     InferenceServiceArgs,
     LogRouterLike,
@@ -71,6 +72,7 @@ class FargateInferenceServiceArgs:
     container_insights: str = "enabled"
     settings: ServiceSettings = field(default_factory=ServiceSettings)
     tags: Mapping[str, str] = field(default_factory=dict)
+    before_deploy: BeforeDeploy | None = None  # see InferenceServiceArgs
 
 
 class FargateInferenceService(pulumi.ComponentResource):
@@ -86,6 +88,7 @@ class FargateInferenceService(pulumi.ComponentResource):
     load_balancer_arn_suffix: pulumi.Output[str]
     target_group_arn_suffix: pulumi.Output[str]
     metrics_service_name: str
+    deployment_alarm_names: pulumi.Output[list[str]]
     task_definition_arn: pulumi.Output[str]
     task_definition_family: pulumi.Output[str]
     task_role_arn: pulumi.Output[str]
@@ -146,6 +149,7 @@ class FargateInferenceService(pulumi.ComponentResource):
                 log_router=args.log_router,
                 settings=args.settings,
                 tags=tags,
+                before_deploy=args.before_deploy,
             ),
             opts=child,
         )
@@ -160,6 +164,7 @@ class FargateInferenceService(pulumi.ComponentResource):
         self.load_balancer_arn_suffix = service.load_balancer_arn_suffix
         self.metrics_service_name = service.metrics_service_name
         self.target_group_arn_suffix = service.target_group_arn_suffix
+        self.deployment_alarm_names = service.deployment_alarm_names
         self.task_definition_arn = service.task_definition_arn
         self.task_definition_family = service.task_definition_family
         self.task_role_arn = service.task_role_arn

@@ -17,6 +17,7 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 
 import pulumi
 
+from components.deployment_alarms import DeploymentAlarmSettings
 from components.ecs_service import (
     Autoscaling,
     ContainerHealthCheck,
@@ -40,6 +41,9 @@ FARGATE_ONLY_KEYS = ("cpu", "memory")
 # Default in-flight requests per GPU task to scale on: the default MAX_BATCH_SIZE, i.e. one full
 # batch waiting behind the one running (docs/operations.md, "Scaling on the right signal").
 GPU_CONCURRENCY_PER_TASK = 32
+# Without modelSyncSource the sync reads the stack's own SSE-S3 bucket, with no schedule.
+SOURCE_ONLY_SYNC_KEYS = ("modelSyncSchedule", "modelSyncTimezone", "modelSyncKmsKeyArn")
+DEMO_SOURCE_PLACEHOLDER = "s3://stack-demo-bucket/models"  # validation before the bucket exists
 
 
 def _gpu_default(field_name: str) -> Any:
@@ -307,8 +311,9 @@ class StackConfig:
         default=None,
         metadata=_m(
             "modelSyncSource",
-            "s3://bucket/prefix the scheduled model sync publishes from into the model store; "
-            "unset creates no sync job.",
+            "s3://bucket/prefix the model sync publishes from into the model store (at every "
+            "`pulumi up` that changes it, then on schedule); unset: a private bucket of the "
+            "stack's own, seeded with the demo model, synced at `pulumi up` only.",
         ),
     )
     model_sync_schedule: str = field(
@@ -334,6 +339,39 @@ class StackConfig:
         default=None,
         metadata=_m(
             "modelSyncKmsKeyArn", "KMS key of an SSE-KMS source bucket (kms:Decrypt via S3)."
+        ),
+    )
+    # -- deployment alarms (ECS rolls back a deployment on ALARM) --------------------------
+    alarm_5xx_rate_percent: float = field(
+        default=5.0,
+        metadata=_m("alarm5xxRatePercent", "Deployment alarm: target 5xx share of requests (%)."),
+    )
+    alarm_5xx_min_requests: int = field(
+        default=20,
+        metadata=_m(
+            "alarm5xxMinRequests", "Requests a minute below which the 5xx rate alarm stays OK."
+        ),
+    )
+    alarm_latency_p99_seconds: float = field(
+        default=2.0,
+        metadata=_m("alarmLatencyP99Seconds", "Deployment alarm: p99 TargetResponseTime (s)."),
+    )
+    alarm_unhealthy_hosts: int = field(
+        default=1,
+        metadata=_m("alarmUnhealthyHosts", "Deployment alarm: unhealthy targets (maximum)."),
+    )
+    alarm_evaluation_periods: int = field(
+        default=3,
+        metadata=_m(
+            "alarmEvaluationPeriods",
+            "Minutes a deployment alarm must breach before ECS rolls back (1-60).",
+        ),
+    )
+    model_publish_timeout: int = field(
+        default=1800,
+        metadata=_m(
+            "modelPublishTimeoutSeconds",
+            "How long `pulumi up` waits for the model sync task it runs (60-7200).",
         ),
     )
     # -- guards ----------------------------------------------------------------------------
@@ -454,9 +492,13 @@ class StackConfig:
         self.service_settings().validate()
         self.alarm_thresholds().validate()
         validate_retention_days("metricsLogRetentionDays", self.metrics_log_retention_days)
-        sync = self.model_sync_settings()
-        if sync is not None:
-            sync.validate()
+        sync = self.model_sync_settings(DEMO_SOURCE_PLACEHOLDER)
+        assert sync is not None
+        sync.validate()
+        if not 60 <= self.model_publish_timeout <= 7200:
+            raise ValueError(
+                f"modelPublishTimeoutSeconds {self.model_publish_timeout}: use 60-7200 seconds"
+            )
 
     def _validate_gpu(self) -> None:
         """GPU capacity: the same checks GpuEc2Cluster makes, before any resource exists."""
@@ -498,11 +540,11 @@ class StackConfig:
                 f"{', '.join(fargate_keys)} ignored: Fargate task sizes; with capacity gpu a "
                 "task takes its GPU instance's size"
             )
-        sync_keys = sorted(k for k in keys if k.startswith("modelSync") and k != "modelSyncSource")
+        sync_keys = sorted(k for k in keys if k in SOURCE_ONLY_SYNC_KEYS)
         if self.model_sync_source is None and sync_keys:
             warnings.append(
-                f"{', '.join(sync_keys)} ignored: modelSyncSource is not set, so there is no "
-                "model sync job"
+                f"{', '.join(sync_keys)} ignored: modelSyncSource is not set, so the model sync "
+                "reads the stack's own demo bucket and runs only at `pulumi up`"
             )
         return warnings
 
@@ -570,12 +612,15 @@ class StackConfig:
             queue_time_minutes=self.queue_time_alarm_minutes,
         )
 
-    def model_sync_settings(self) -> ModelSyncSettings | None:
-        """The scheduled model sync, or None when modelSyncSource is unset."""
-        if self.model_sync_source is None:
+    def model_sync_settings(self, demo_source: str | None = None) -> ModelSyncSettings | None:
+        """The model sync: from modelSyncSource on its schedule; without one, from
+        ``demo_source`` (the stack's own bucket) with the schedule off; else None."""
+        source = self.model_sync_source or demo_source
+        if source is None:
             return None
         return ModelSyncSettings(
-            source=self.model_sync_source,
+            source=source,
+            enabled=self.model_sync_source is not None,
             schedule_expression=self.model_sync_schedule,
             schedule_timezone=self.model_sync_timezone,
             keep=self.model_sync_keep,
@@ -595,7 +640,7 @@ class StackConfig:
                     f"{name} service", Capacity.FARGATE, self.max_service_tasks, self.cpu
                 )
             )
-        sync = self.model_sync_settings()
+        sync = self.model_sync_settings(DEMO_SOURCE_PLACEHOLDER)  # every stack has one
         if sync is not None:
             # one run at a time: retries are sequential and a nightly run ends long before
             # the next one
@@ -648,6 +693,13 @@ class StackConfig:
             readonly_root_filesystem=self.readonly_root_filesystem,
             ignore_task_definition_changes=self.ignore_task_definition_changes,
             notification_email=self.notification_email,
+            deployment_alarms=DeploymentAlarmSettings(
+                error_rate_percent=self.alarm_5xx_rate_percent,
+                min_requests=self.alarm_5xx_min_requests,
+                latency_p99_seconds=self.alarm_latency_p99_seconds,
+                unhealthy_hosts=self.alarm_unhealthy_hosts,
+                evaluation_periods=self.alarm_evaluation_periods,
+            ),
         )
 
 

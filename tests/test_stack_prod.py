@@ -236,9 +236,13 @@ def test_quota_guard_counts_only_the_fargate_sync_job(
     assert reads == ["L-3032A538"]  # On-Demand, once; GPU instances are EC2 capacity
 
 
-def test_gpu_stack_without_sync_reads_no_quota() -> None:
+def test_gpu_stack_without_a_source_syncs_the_demo_bucket_unscheduled() -> None:
     config = {k: v for k, v in PROD.items() if not k.endswith(":modelSyncSource")}
     mocks, exports = run_stack(config)
-    assert not [c for c in mocks.calls if c[0] == QUOTA_TOKEN]
-    assert "modelSyncTaskDefinitionArn" not in exports
-    assert mocks.of_type("aws:sfn/stateMachine:StateMachine") == []
+    # the demo bucket's sync task is Fargate: its vCPU is checked against the quota
+    reads = [args["quotaCode"] for token, args in mocks.calls if token == QUOTA_TOKEN]
+    assert reads == ["L-3032A538"]
+    assert exports["modelSyncSource"] == exports["modelSyncSource"].lower()
+    assert exports["modelSyncSource"].startswith(f"s3://{NAME}-model-source-models-{ACCOUNT}-")
+    schedule = mocks.one("aws:scheduler/schedule:Schedule").inputs
+    assert schedule["state"] == "DISABLED"
