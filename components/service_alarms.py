@@ -10,10 +10,10 @@ Three conditions an operator must hear about, none of which the load balancer ca
   before they are even run, the first sign of saturation.
 
 The deployment alarms (5xx rate, p99 latency, unhealthy hosts at the load balancer) live in
-``components/deployment_alarms.py``; these complement them. Metrics are published once a minute per task
-(service/emf.py), so every alarm has a 60 s period; "no data" means no traffic or no failures,
-never a breach (``notBreaching``). Alarm behaviour: Amazon CloudWatch User Guide, "Using Amazon
-CloudWatch alarms" (``evaluation_periods``/``datapoints_to_alarm`` for "M out of N",
+``components/deployment_alarms.py``; these complement them. Metrics are published once a minute
+per task (service/emf.py), so every alarm has a 60 s period; "no data" means no traffic or no
+failures, never a breach (``notBreaching``). Alarm behaviour: Amazon CloudWatch User Guide, "Using
+Amazon CloudWatch alarms" (``evaluation_periods``/``datapoints_to_alarm`` for "M out of N",
 ``treat_missing_data``; percentiles through ``extended_statistic``; period x evaluation periods
 at most one day).
 """
