@@ -148,7 +148,7 @@ def test_shed_requests_are_503s_from_a_full_queue_only() -> None:
         def knows(self, name: str) -> bool:
             return True
 
-        async def infer(self, *args: object) -> tuple[bytes, None]:
+        async def infer(self, *args: object, **kwargs: object) -> tuple[bytes, None]:
             raise self.exc
 
     from service.errors import ModelNotReady
