@@ -22,6 +22,7 @@ from components.log_router import LogRouter, LogRouterArgs
 from components.model_publish import ModelPublish, ModelPublishArgs
 from components.model_sync_job import CONTAINER_NAME as SYNC_CONTAINER
 from components.model_sync_job import ModelSyncJob, ModelSyncJobArgs
+from components.monitoring import ServiceMonitoring, ServiceMonitoringArgs
 from components.quota_guard import check_fargate_quotas
 from components.smoke_probe import SmokeProbe, SmokeProbeArgs
 from components.stack_config import StackConfig
@@ -118,6 +119,7 @@ logs = LogRouter(
         error_log_retention_days=cfg.error_log_retention_days,
         archive_transition_days=cfg.archive_transition_days,
         archive_expiration_days=cfg.archive_expiration_days,
+        metrics_log_retention_days=cfg.metrics_log_retention_days,
     ),
 )
 # Models before the first deployment: a stack without modelSyncSource gets its own bucket with
@@ -217,6 +219,26 @@ else:
             before_deploy=publish_models,
         ),
     )
+
+# Dashboard and alarms on the service's own metrics (EMF through the log router) and, on GPU
+# stacks, the GPU instances' (CloudWatch agent).
+monitoring = ServiceMonitoring(
+    f"{name}-monitoring",
+    ServiceMonitoringArgs(
+        service_name=service.metrics_service_name,
+        cluster_name=service.cluster_name,
+        ecs_service_name=service.service_name,
+        load_balancer_arn_suffix=service.load_balancer_arn_suffix,
+        target_group_arn_suffix=service.target_group_arn_suffix,
+        alarm_topic_arn=service.alarm_topic_arn,
+        gpu_auto_scaling_group_name=gpu.auto_scaling_group_name if cfg.capacity == "gpu" else None,
+        concurrency_target=cfg.effective_concurrency_per_task if cfg.autoscaling else None,
+        thresholds=cfg.alarm_thresholds(),
+        tags=tags,
+    ),
+)
+pulumi.export("dashboardName", monitoring.dashboard_name)
+pulumi.export("metricsLogGroupName", logs.metrics_log_group_name)
 
 # What `python -m ops smoke` runs inside the VPC (the load balancer is internal).
 smoke = SmokeProbe(
