@@ -19,7 +19,7 @@ from components.gpu.cluster import GpuEc2Cluster, GpuInferenceServiceArgs
 from components.images import ImageSpec, image_uri
 from components.log_router import LogRouter, LogRouterArgs
 from components.model_sync_job import ModelSyncJob, ModelSyncJobArgs
-from components.quota_guard import check_fargate_quotas
+from components.quota_guard import check_fargate_quotas, check_gpu_quotas
 from components.stack_config import StackConfig
 
 
@@ -64,6 +64,8 @@ name = f"onnx-{stack}"
 tags = {"project": pulumi.get_project(), "stack": stack, **cfg.tags}
 # Before anything is created: can the stack scale out within the account's Fargate vCPU quotas?
 check_fargate_quotas(cfg.fargate_demands(name), skip=cfg.quota_guard_skip)
+# ... and the GPU group within the EC2 G and VT On-Demand and Spot vCPU quotas?
+check_gpu_quotas(cfg.gpu_demands(name), skip=cfg.quota_guard_skip)
 
 net = network(cfg, name, tags)
 service_image = image_uri(
@@ -138,6 +140,7 @@ else:
             architecture=cfg.cpu_architecture,
             cluster=cfg.cluster,
             container_insights=cfg.container_insights,
+            spot=cfg.fargate_spot(),
             settings=cfg.service_settings(),
             tags=tags,
         ),

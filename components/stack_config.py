@@ -24,17 +24,18 @@ from components.ecs_service import (
     LoadBalancerOptions,
     ServiceSettings,
 )
+from components.fargate_capacity import DEPLOYMENT_MAXIMUM_PERCENT, FargateSpotSplit, rollout_tasks
 from components.fargate_sizes import validate_architecture, validate_fargate_size
 from components.gpu.cluster import GpuEc2ClusterArgs, validate_args
 from components.gpu.instance_types import gpu_task_size
 from components.model_sync_job import DEFAULT_SCHEDULE, ModelSyncSettings
-from components.quota_guard import Capacity, Demand
+from components.quota_guard import Capacity, Demand, gpu_instance_demands
 
 NAT_STRATEGIES = ("Single", "OnePerAz")
 DEFAULT_VPC_CIDR = "10.0.0.0/16"
 CAPACITIES = ("fargate", "gpu")
 GPU_CLUSTER_NAME = "stack-gpu"  # stands in for onnx-<stack>-gpu when validating before any resource
-FARGATE_ONLY_KEYS = ("cpu", "memory")
+FARGATE_ONLY_KEYS = ("cpu", "memory", "fargateSpotWeight", "fargateOnDemandBase")
 
 
 def _gpu_default(field_name: str) -> Any:
@@ -137,7 +138,40 @@ class StackConfig:
     )
     gpu_spot: bool = field(
         default=_gpu_default("spot"),
-        metadata=_m("gpuSpot", "Spot GPU instances (capacity rebalancing, ECS spot draining)."),
+        metadata=_m(
+            "gpuSpot",
+            "Spot GPU instances above an On-Demand base (mixed instances policy, capacity "
+            "rebalancing, ECS Spot draining); false is On-Demand only.",
+        ),
+    )
+    gpu_spot_instance_types: list[str] = field(
+        default_factory=list,
+        metadata=_m(
+            "gpuSpotInstanceTypes",
+            "More GPU types for Spot besides gpuInstanceType, same GPU count (e.g. g5.xlarge, "
+            "g6e.xlarge); gpuSpot needs at least one.",
+        ),
+    )
+    gpu_on_demand_base: int | None = field(
+        default=None,
+        metadata=_m(
+            "gpuOnDemandBaseCapacity",
+            "GPU instances always On-Demand with gpuSpot; unset covers the service's minimum "
+            "tasks (minCount, or desiredCount without autoscaling).",
+        ),
+    )
+    gpu_on_demand_percent_above_base: int = field(
+        default=0,
+        metadata=_m(
+            "gpuOnDemandPercentAboveBase", "Share (%) of GPU instances above the base On-Demand."
+        ),
+    )
+    gpu_spot_allocation_strategy: str = field(
+        default=_gpu_default("spot_allocation_strategy"),
+        metadata=_m(
+            "gpuSpotAllocationStrategy",
+            "price-capacity-optimized (AWS's recommendation) or capacity-optimized.",
+        ),
     )
     gpu_ami_id: str | None = field(
         default=None,
@@ -325,10 +359,35 @@ class StackConfig:
             "modelSyncMemory", "Fargate memory (MiB) of the sync task; holds the largest model."
         ),
     )
+    model_sync_capacity: str = field(
+        default="FARGATE_SPOT",
+        metadata=_m(
+            "modelSyncCapacity",
+            "FARGATE_SPOT (about 70 % cheaper; an interrupted run is retried and leaves the store "
+            "consistent) or FARGATE.",
+        ),
+    )
     model_sync_kms_key_arn: str | None = field(
         default=None,
         metadata=_m(
             "modelSyncKmsKeyArn", "KMS key of an SSE-KMS source bucket (kms:Decrypt via S3)."
+        ),
+    )
+    # -- Fargate Spot for the service ----------------------------------------------------------
+    fargate_spot_weight: int = field(
+        default=0,
+        metadata=_m(
+            "fargateSpotWeight",
+            "Weight of FARGATE_SPOT against FARGATE (weight 1) for service tasks above the "
+            "On-Demand base; 0 runs the service On-Demand only.",
+        ),
+    )
+    fargate_on_demand_base: int | None = field(
+        default=None,
+        metadata=_m(
+            "fargateOnDemandBase",
+            "Service tasks always on On-Demand Fargate with fargateSpotWeight; unset covers the "
+            "minimum (minCount, or desiredCount without autoscaling).",
         ),
     )
     # -- guards ----------------------------------------------------------------------------
@@ -415,7 +474,9 @@ class StackConfig:
                 "instances are x86_64, so the image must be X86_64"
             )
         validate_args(GPU_CLUSTER_NAME, self.gpu_cluster_args("vpc", ["subnet"]))
-        gpu_task_size(self.gpu_instance_type, gpu_count=self.gpu_count)
+        gpu_task_size(
+            self.gpu_cluster_args("vpc", ["subnet"]).sizing_instance_type, gpu_count=self.gpu_count
+        )
         most = self.max_service_tasks
         if most > self.gpu_max_size:
             raise ValueError(
@@ -477,6 +538,11 @@ class StackConfig:
         most = self.max_count if self.autoscaling else 0
         return max(most, self.desired_count)
 
+    @property
+    def min_service_tasks(self) -> int:
+        """The service's floor: the autoscaling minimum, or the fixed count."""
+        return self.min_count if self.autoscaling else self.desired_count
+
     def gpu_cluster_args(
         self,
         vpc_id: pulumi.Input[str],
@@ -493,6 +559,14 @@ class StackConfig:
             max_size=self.gpu_max_size,
             root_volume_size_gib=self.gpu_root_volume_gib,
             spot=self.gpu_spot,
+            spot_instance_types=tuple(self.gpu_spot_instance_types),
+            on_demand_base_capacity=(
+                self.min_service_tasks
+                if self.gpu_on_demand_base is None
+                else self.gpu_on_demand_base
+            ),
+            on_demand_percentage_above_base=self.gpu_on_demand_percent_above_base,
+            spot_allocation_strategy=self.gpu_spot_allocation_strategy,
             target_capacity=self.gpu_target_capacity,
             container_insights=self.container_insights,
             tags=dict(tags or {}),
@@ -511,24 +585,43 @@ class StackConfig:
             memory=self.model_sync_memory,
             architecture=self.cpu_architecture,  # same image as the service
             source_kms_key_arn=self.model_sync_kms_key_arn,
+            capacity=self.model_sync_capacity,
+        )
+
+    def fargate_spot(self) -> FargateSpotSplit:
+        """The service's FARGATE / FARGATE_SPOT split (On-Demand only when the weight is 0)."""
+        base = self.fargate_on_demand_base
+        return FargateSpotSplit(
+            spot_weight=self.fargate_spot_weight,
+            on_demand_base=self.min_service_tasks if base is None else base,
         )
 
     def fargate_demands(self, name: str) -> list[Demand]:
-        """What this stack can run on Fargate at most, for the vCPU quota guard: the service
-        (Fargate capacity only; GPU instances count against EC2 quotas) and the sync job."""
+        """What this stack can run on Fargate at most, for the vCPU quota guards: the service
+        (Fargate capacity only; GPU instances count against EC2 quotas) at its most tasks times
+        the deployment's maximumPercent (a rolling deployment runs old and new tasks side by
+        side), split between the On-Demand and Spot quotas; and the sync job."""
         demands: list[Demand] = []
         if self.capacity == "fargate":
-            demands.append(
-                Demand.from_cpu_units(
-                    f"{name} service", Capacity.FARGATE, self.max_service_tasks, self.cpu
-                )
-            )
+            during_rollout = rollout_tasks(self.max_service_tasks)
+            on_demand, spot = self.fargate_spot().most_tasks(during_rollout)
+            label = f"{name} service (x{DEPLOYMENT_MAXIMUM_PERCENT}% during deployments)"
+            demands.append(Demand.from_cpu_units(label, Capacity.FARGATE, on_demand, self.cpu))
+            if spot:
+                demands.append(Demand.from_cpu_units(label, Capacity.FARGATE_SPOT, spot, self.cpu))
         sync = self.model_sync_settings()
         if sync is not None:
             # one run at a time: retries are sequential and a nightly run ends long before
             # the next one
             demands.append(Demand(f"{name} model sync", sync.capacity, 1, sync.vcpu))
         return demands
+
+    def gpu_demands(self, name: str) -> list[Demand]:
+        """What the GPU group can scale to, in vCPU, against the EC2 G and VT quotas."""
+        if self.capacity != "gpu":
+            return []
+        args = self.gpu_cluster_args("vpc", ["subnet"])
+        return gpu_instance_demands(f"{name} GPU group", args, args.market)
 
     @property
     def image_platform(self) -> str:
