@@ -24,11 +24,16 @@ from components.ecs_service import (
     LoadBalancerOptions,
     ServiceSettings,
 )
-from components.fargate_capacity import DEPLOYMENT_MAXIMUM_PERCENT, FargateSpotSplit, rollout_tasks
+from components.fargate_capacity import (
+    DEPLOYMENT_MAXIMUM_PERCENT,
+    FargateSpotSplit,
+    rollout_tasks,
+)
 from components.fargate_sizes import validate_architecture, validate_fargate_size
 from components.gpu.cluster import GpuEc2ClusterArgs, validate_args
 from components.gpu.instance_types import gpu_task_size
 from components.model_sync_job import DEFAULT_SCHEDULE, ModelSyncSettings
+from components.off_hours import OffHours
 from components.quota_guard import Capacity, Demand, gpu_instance_demands
 
 NAT_STRATEGIES = ("Single", "OnePerAz")
@@ -390,12 +395,33 @@ class StackConfig:
             "minimum (minCount, or desiredCount without autoscaling).",
         ),
     )
+    # -- off-hours (scale to zero on a schedule) ------------------------------------------------
+    off_hours_start: str | None = field(
+        default=None,
+        metadata=_m(
+            "offHoursStart",
+            "HH:MM the service (and GPU group) scales back up on offHoursDays; with "
+            "offHoursStop, it runs only in between (docs/cost.md); unset: always on.",
+        ),
+    )
+    off_hours_stop: str | None = field(
+        default=None,
+        metadata=_m("offHoursStop", "HH:MM the service scales to zero (callers get ALB 503)."),
+    )
+    off_hours_days: str = field(
+        default="MON-FRI",
+        metadata=_m("offHoursDays", "Days the service runs (SUN..SAT, e.g. MON-FRI)."),
+    )
+    off_hours_timezone: str = field(
+        default="UTC", metadata=_m("offHoursTimezone", "IANA time zone of the off-hours times.")
+    )
     # -- guards ----------------------------------------------------------------------------
     quota_guard_skip: bool = field(
         default=False,
         metadata=_m(
             "quotaGuardSkip",
-            "Skip the preview-time Fargate vCPU quota check (needs servicequotas:GetServiceQuota).",
+            "Skip the preview-time Fargate and EC2 GPU vCPU quota checks (they need "
+            "servicequotas:GetServiceQuota).",
         ),
     )
     tags: dict[str, str] = field(
@@ -457,6 +483,7 @@ class StackConfig:
         if not self.vpc_id:
             self.new_vpc_subnet_masks()  # raises on a CIDR too small to split
         self.service_settings().validate()
+        self.off_hours()  # raises on a half-set or malformed schedule
         sync = self.model_sync_settings()
         if sync is not None:
             sync.validate()
@@ -503,6 +530,12 @@ class StackConfig:
                 f"{', '.join(fargate_keys)} ignored: Fargate task sizes; with capacity gpu a "
                 "task takes its GPU instance's size"
             )
+        off_keys = sorted(k for k in keys if k.startswith("offHours"))
+        if not self.autoscaling and off_keys:
+            warnings.append(
+                f"{', '.join(off_keys)} ignored: off-hours scheduled actions act on the "
+                "autoscaling target, and autoscaling is false"
+            )
         sync_keys = sorted(k for k in keys if k.startswith("modelSync") and k != "modelSyncSource")
         if self.model_sync_source is None and sync_keys:
             warnings.append(
@@ -539,6 +572,14 @@ class StackConfig:
         return max(most, self.desired_count)
 
     @property
+    def gpu_on_demand_base_capacity(self) -> int | None:
+        """gpuOnDemandBaseCapacity, or with Spot the service's floor (its minimum tasks, one
+        per instance); None (the component's min_size) without Spot, where it does not apply."""
+        if self.gpu_on_demand_base is not None:
+            return self.gpu_on_demand_base
+        return self.min_service_tasks if self.gpu_spot else None
+
+    @property
     def min_service_tasks(self) -> int:
         """The service's floor: the autoscaling minimum, or the fixed count."""
         return self.min_count if self.autoscaling else self.desired_count
@@ -560,13 +601,10 @@ class StackConfig:
             root_volume_size_gib=self.gpu_root_volume_gib,
             spot=self.gpu_spot,
             spot_instance_types=tuple(self.gpu_spot_instance_types),
-            on_demand_base_capacity=(
-                self.min_service_tasks
-                if self.gpu_on_demand_base is None
-                else self.gpu_on_demand_base
-            ),
+            on_demand_base_capacity=self.gpu_on_demand_base_capacity,
             on_demand_percentage_above_base=self.gpu_on_demand_percent_above_base,
             spot_allocation_strategy=self.gpu_spot_allocation_strategy,
+            off_hours=self.off_hours(),
             target_capacity=self.gpu_target_capacity,
             container_insights=self.container_insights,
             tags=dict(tags or {}),
@@ -587,6 +625,24 @@ class StackConfig:
             source_kms_key_arn=self.model_sync_kms_key_arn,
             capacity=self.model_sync_capacity,
         )
+
+    def off_hours(self) -> OffHours | None:
+        """The off-hours schedule, or None when the stack runs around the clock (or has a fixed
+        task count: the schedule acts on the autoscaling target)."""
+        if self.off_hours_start is None and self.off_hours_stop is None:
+            return None
+        if self.off_hours_start is None or self.off_hours_stop is None:
+            raise ValueError(
+                "set both offHoursStart and offHoursStop (e.g. 07:00 and 20:00), or neither"
+            )
+        off_hours = OffHours(
+            start=self.off_hours_start,
+            stop=self.off_hours_stop,
+            days=self.off_hours_days,
+            timezone=self.off_hours_timezone,
+        )
+        off_hours.validate()
+        return off_hours if self.autoscaling else None
 
     def fargate_spot(self) -> FargateSpotSplit:
         """The service's FARGATE / FARGATE_SPOT split (On-Demand only when the weight is 0)."""
@@ -639,6 +695,7 @@ class StackConfig:
                 requests_per_target=self.requests_per_target or None,
                 scale_in_cooldown_s=self.scale_in_cooldown,
                 scale_out_cooldown_s=self.scale_out_cooldown,
+                off_hours=self.off_hours(),
             )
         return ServiceSettings(
             desired_count=self.desired_count,

@@ -66,7 +66,15 @@ def test_gpu_capacity_launch_template_group_and_provider(
     scaling = provider["autoScalingGroupProvider"]["managedScaling"]
     assert (scaling["status"], scaling["targetCapacity"]) == ("ENABLED", 100)
     attached = mocks.one("aws:ecs/clusterCapacityProviders:ClusterCapacityProviders").inputs
-    assert attached["capacityProviders"] == [f"{GPU}-capacity-provider"]
+    # the GPU provider for the service, FARGATE_SPOT for the model sync
+    assert attached["capacityProviders"] == [
+        f"{GPU}-capacity-provider",
+        "FARGATE",
+        "FARGATE_SPOT",
+    ]
+    assert [s["capacityProvider"] for s in attached["defaultCapacityProviderStrategies"]] == [
+        f"{GPU}-capacity-provider"
+    ]
     # one cluster: the GPU one (no Fargate service cluster besides it)
     assert [c.name for c in mocks.of_type("aws:ecs/cluster:Cluster")] == [f"{GPU}-cluster"]
 
@@ -177,7 +185,14 @@ def test_sync_runs_nightly_on_fargate_in_the_gpu_cluster(
     ]
     params = run_task["Parameters"]
     assert params["Cluster"] == exports["clusterArn"]
-    assert params["LaunchType"] == "FARGATE"  # not the GPU capacity provider
+    # Fargate Spot (not the GPU capacity provider); retried on a Spot interruption
+    assert "LaunchType" not in params
+    assert params["CapacityProviderStrategy"] == [{"CapacityProvider": "FARGATE_SPOT", "Weight": 1}]
+    assert any(
+        r["MaxAttempts"] >= 1
+        and ("States.ALL" in r["ErrorEquals"] or "States.TaskFailed" in r["ErrorEquals"])
+        for r in run_task["Retry"]
+    )
     assert params["TaskDefinition"] == exports["modelSyncTaskDefinitionArn"]
     awsvpc = params["NetworkConfiguration"]["AwsvpcConfiguration"]
     assert awsvpc["Subnets"] == exports["privateSubnetIds"]
@@ -228,17 +243,25 @@ def test_prod_exports(prod: tuple[RecordingMocks, dict[str, Any]]) -> None:
 
 
 # -- the quota guard on a GPU stack -----------------------------------------------------------
-def test_quota_guard_counts_only_the_fargate_sync_job(
+def test_quota_guard_reads_the_sync_spot_quota_and_both_gpu_quotas(
     prod: tuple[RecordingMocks, dict[str, Any]],
 ) -> None:
+    """The sync job on Fargate Spot; the GPU group against EC2 "Running On-Demand G and VT
+    instances" (L-DB2E81BA) and "All G and VT Spot Instance Requests" (L-3819A6DF), service
+    code ec2 (Service Quotas console, Amazon EC2)."""
     mocks, _ = prod
-    reads = [args["quotaCode"] for token, args in mocks.calls if token == QUOTA_TOKEN]
-    assert reads == ["L-3032A538"]  # On-Demand, once; GPU instances are EC2 capacity
+    reads = [
+        (args["serviceCode"], args["quotaCode"])
+        for token, args in mocks.calls
+        if token == QUOTA_TOKEN
+    ]
+    assert reads == [("fargate", "L-36FBB829"), ("ec2", "L-DB2E81BA"), ("ec2", "L-3819A6DF")]
 
 
-def test_gpu_stack_without_sync_reads_no_quota() -> None:
+def test_gpu_stack_without_sync_reads_only_the_gpu_quotas() -> None:
     config = {k: v for k, v in PROD.items() if not k.endswith(":modelSyncSource")}
     mocks, exports = run_stack(config)
-    assert not [c for c in mocks.calls if c[0] == QUOTA_TOKEN]
+    reads = [args["quotaCode"] for token, args in mocks.calls if token == QUOTA_TOKEN]
+    assert reads == ["L-DB2E81BA", "L-3819A6DF"]
     assert "modelSyncTaskDefinitionArn" not in exports
     assert mocks.of_type("aws:sfn/stateMachine:StateMachine") == []

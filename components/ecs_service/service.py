@@ -47,6 +47,7 @@ from components.ecs_service.task import (
 )
 from components.iam import policy_json
 from components.notifications import ServiceNotifications, ServiceNotificationsArgs
+from components.off_hours import service_off_hours
 
 
 # -- the component --------------------------------------------------------------------------------
@@ -487,8 +488,18 @@ class InferenceService(pulumi.ComponentResource):
             min_capacity=scaling.min_count,
             max_capacity=scaling.max_count,
             tags=self._tags,
-            opts=child,
+            # off-hours: the scheduled actions own min/max; a night-time `pulumi up` must not
+            # wake the service (components/off_hours.py)
+            opts=child
+            if scaling.off_hours is None
+            else pulumi.ResourceOptions.merge(
+                child, pulumi.ResourceOptions(ignore_changes=["minCapacity", "maxCapacity"])
+            ),
         )
+        if scaling.off_hours is not None:
+            service_off_hours(
+                name, scaling.off_hours, target, scaling.min_count, scaling.max_count, child
+            )
         policies: list[tuple[str, float, pulumi.Input[str] | None, str]] = [
             ("cpu", scaling.cpu_target_percent, None, "ECSServiceAverageCPUUtilization")
         ]

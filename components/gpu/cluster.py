@@ -37,6 +37,7 @@ from components.gpu.spot import (
 )
 from components.gpu.user_data import user_data_base64
 from components.iam import assume_role_policy
+from components.off_hours import OffHours, group_off_hours
 
 DEFAULT_GPU_AMI_PARAMETER = (
     "/aws/service/ecs/optimized-ami/amazon-linux-2023/gpu/recommended/image_id"
@@ -78,6 +79,8 @@ class GpuEc2ClusterArgs:
     """Instances always On-Demand; None means min_size (the service's floor)."""
     on_demand_percentage_above_base: int = 0
     spot_allocation_strategy: str = DEFAULT_SPOT_ALLOCATION_STRATEGY
+    off_hours: OffHours | None = None
+    """Lower the group's minimum to 0 outside working hours (components/off_hours.py)."""
     target_capacity: int = 100
     minimum_scaling_step_size: int = 1
     maximum_scaling_step_size: int = 10000
@@ -183,6 +186,8 @@ def validate_args(name: str, args: GpuEc2ClusterArgs) -> None:
     if not args.egress_cidrs:
         raise ValueError("egress_cidrs must name at least one CIDR for HTTPS to AWS endpoints")
     args.market.validate(args.instance_type, args.max_size)
+    if args.off_hours is not None:
+        args.off_hours.validate()
 
 
 class GpuEc2Cluster(pulumi.ComponentResource):
@@ -283,6 +288,10 @@ class GpuEc2Cluster(pulumi.ComponentResource):
         )
 
         self.auto_scaling_group = self._auto_scaling_group(name, args, tags, child)
+        if args.off_hours is not None:
+            group_off_hours(
+                name, args.off_hours, self.auto_scaling_group.name, args.min_size, child
+            )
 
         self.capacity_provider = aws.ecs.CapacityProvider(
             f"{name}-capacity-provider",
@@ -456,7 +465,12 @@ class GpuEc2Cluster(pulumi.ComponentResource):
             force_delete=True,
             tags=asg_tags,
             opts=pulumi.ResourceOptions.merge(
-                child, pulumi.ResourceOptions(ignore_changes=["desiredCapacity"])
+                child,
+                pulumi.ResourceOptions(
+                    # ECS owns the desired capacity; with off-hours the schedule owns minSize
+                    ignore_changes=["desiredCapacity"]
+                    + (["minSize"] if args.off_hours is not None else [])
+                ),
             ),
         )
 
