@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from ops import run_task
+from ops.cost import cli as cost
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -14,6 +15,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ops", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run_task.add_parser(commands)
+    cost.add_parser(commands)
     args = parser.parse_args(argv)
     return int(args.handler(args))
 
