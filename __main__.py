@@ -104,6 +104,7 @@ logs = LogRouter(
         error_log_retention_days=cfg.error_log_retention_days,
         archive_transition_days=cfg.archive_transition_days,
         archive_expiration_days=cfg.archive_expiration_days,
+        tags=tags,
     ),
 )
 service: FargateInferenceService | InferenceService

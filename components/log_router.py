@@ -15,7 +15,8 @@ destinations, scoped to them.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
@@ -86,6 +87,7 @@ class LogRouterArgs:
     # non-root FireLens container.
     user: str = "0"
     enable_ecs_log_metadata: bool = True  # adds ecs_cluster / ecs_task_arn / ... to records
+    tags: Mapping[str, str] = field(default_factory=dict)  # log groups and archive bucket
 
 
 class LogRouter(pulumi.ComponentResource):
@@ -112,6 +114,7 @@ class LogRouter(pulumi.ComponentResource):
             name=args.error_log_group_name or f"{base}/errors",
             retention_in_days=args.error_log_retention_days,
             kms_key_id=args.kms_key_arn,
+            tags=dict(args.tags) or None,
             opts=child,
         )
         router_group = aws.cloudwatch.LogGroup(
@@ -119,6 +122,7 @@ class LogRouter(pulumi.ComponentResource):
             name=args.router_log_group_name or f"{base}/log-router",
             retention_in_days=args.router_log_retention_days,
             kms_key_id=args.kms_key_arn,
+            tags=dict(args.tags) or None,
             opts=child,
         )
         bucket = self._archive_bucket(name, args, child)
@@ -150,6 +154,7 @@ class LogRouter(pulumi.ComponentResource):
             f"{name}-archive",
             bucket=args.archive_bucket_name,
             force_destroy=args.force_destroy_archive,
+            tags=dict(args.tags) or None,
             opts=child,
         )
         sse = (

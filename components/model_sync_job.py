@@ -381,7 +381,7 @@ class ModelSyncJob(pulumi.ComponentResource):
             tags=tags,
             opts=child,
         )
-        task_egress(name, security_group, args.model_store, child)
+        task_egress(name, security_group, args.model_store, child, tags)
         args.model_store.allow_from(name, security_group.id)
         return security_group
 

@@ -67,6 +67,7 @@ def task_egress(
     security_group: aws.ec2.SecurityGroup,
     model_store: ModelStore,
     opts: pulumi.ResourceOptions,
+    tags: dict[str, str] | None = None,
 ) -> None:
     """What a task that reads models may reach: HTTPS to AWS APIs (ECR, CloudWatch, S3, SSM, via
     NAT or VPC endpoints) and NFS to the model store; nothing else."""
@@ -78,6 +79,7 @@ def task_egress(
         to_port=443,
         cidr_ipv4="0.0.0.0/0",
         description="HTTPS to AWS APIs (ECR, logs, S3, SSM)",
+        tags=tags,
         opts=opts,
     )
     aws.vpc.SecurityGroupEgressRule(
@@ -88,6 +90,7 @@ def task_egress(
         to_port=2049,
         referenced_security_group_id=model_store.security_group_id,
         description="NFS to the model file system",
+        tags=tags,
         opts=opts,
     )
 
@@ -209,6 +212,7 @@ class InferenceService(pulumi.ComponentResource):
                 to_port=port,
                 cidr_ipv4=source,
                 description="public listener" if lb.public else "listener, from inside the VPC",
+                tags=self._tags,
                 opts=child,
             )
         aws.vpc.SecurityGroupEgressRule(
@@ -219,6 +223,7 @@ class InferenceService(pulumi.ComponentResource):
             to_port=CONTAINER_PORT,
             referenced_security_group_id=task_sg.id,
             description="to the inference tasks",
+            tags=self._tags,
             opts=child,
         )
         aws.vpc.SecurityGroupIngressRule(
@@ -229,9 +234,10 @@ class InferenceService(pulumi.ComponentResource):
             to_port=CONTAINER_PORT,
             referenced_security_group_id=alb_sg.id,
             description="from the inference ALB only",
+            tags=self._tags,
             opts=child,
         )
-        task_egress(f"{name}-task", task_sg, args.model_store, child)
+        task_egress(f"{name}-task", task_sg, args.model_store, child, self._tags)
         args.model_store.allow_from(f"{name}-tasks", task_sg.id)
         return alb_sg, task_sg
 
