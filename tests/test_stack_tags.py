@@ -33,7 +33,9 @@ def takes_tags(type_: str) -> bool:
     if not type_.startswith("aws:"):
         return False  # components, awsx (the VPC is given the tags), dynamic providers
     _, module, name = type_.split(":")
-    package = importlib.import_module(f"pulumi_aws.{module.split('/')[0]}")
+    package_name = module.split("/")[0]
+    package_name = "lambda_" if package_name == "lambda" else package_name  # a Python keyword
+    package = importlib.import_module(f"pulumi_aws.{package_name}")
     cls = getattr(package, name, None)
     if cls is None:
         return False
