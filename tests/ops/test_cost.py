@@ -151,7 +151,7 @@ def test_no_spot_offer_is_an_error() -> None:
     ec2 = client("ec2")
     with Stubber(ec2) as stub:
         stub.add_response("describe_spot_price_history", {"SpotPriceHistory": []}, None)
-        with pytest.raises(PriceError, match="no Spot price for g6.xlarge"):
+        with pytest.raises(PriceError, match=r"no Spot price for g6\.xlarge"):
             fetch_spot_price(ec2, "g6.xlarge")
 
 
@@ -193,7 +193,7 @@ def test_snapshot_is_dated_and_complete() -> None:
 
 
 def test_offline_region_not_in_snapshot() -> None:
-    with pytest.raises(PriceError, match="no prices for 'eu-west-1'.*without --offline"):
+    with pytest.raises(PriceError, match=r"no prices for 'eu-west-1'.*without --offline"):
         load_snapshot("eu-west-1")
 
 
