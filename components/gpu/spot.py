@@ -18,6 +18,9 @@ Why this shape (AWS guides cited in tests/components/test_gpu_spot.py):
   on the interruption notice the agent sets the instance DRAINING, so ECS stops its tasks
   gracefully and the service scheduler places replacements elsewhere.
 
+No override carries a ``WeightedCapacity``: ECS managed scaling counts instances, and supports
+several types in one group only with all weights 1 (aws/containers-roadmap#76).
+
 A launch template used by a mixed instances policy must not request Spot itself
 (``InstanceMarketOptions``): EC2 Auto Scaling refuses it, so the market choice lives here only.
 """

@@ -21,6 +21,11 @@ AWS requirements encoded here:
   (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/asg-capacity-providers.html):
   managed termination protection needs managed scaling and instance scale-in protection on the
   group; that holds with a mixed instances policy too (asserted below).
+- ECS cluster auto scaling with several instance types in one group works only without instance
+  weights (all WeightedCapacity 1 or unset): its CapacityProviderReservation metric counts
+  instances (the ECS team in aws/containers-roadmap#76,
+  https://github.com/aws/containers-roadmap/issues/76, and "Deep dive on Amazon ECS cluster auto
+  scaling"). So no override carries a weight.
 """
 
 from __future__ import annotations
@@ -88,6 +93,7 @@ def test_spot_group_has_on_demand_base_spot_above_and_several_types() -> None:
     assert spec["version"] == "3"
     types = [o["instanceType"] for o in policy["launchTemplate"]["overrides"]]
     assert types == ["g6.xlarge", "g5.xlarge", "g6e.xlarge"]
+    assert all("weightedCapacity" not in o for o in policy["launchTemplate"]["overrides"])
     assert group["capacityRebalance"] is True
     assert "launchTemplate" not in group
     # the launch template does not request Spot itself (the group would refuse it)
