@@ -463,6 +463,7 @@ class StackConfig:
             self._validate_gpu()
         else:
             validate_fargate_size(self.cpu, self.memory)
+            self.fargate_spot()  # raises on a negative or non-integer weight/base
         validate_architecture(self.cpu_architecture)
         if self.vpc_id:
             if len(self.private_subnet_ids) < 2:
