@@ -531,6 +531,13 @@ class StackConfig:
                 f"{', '.join(fargate_keys)} ignored: Fargate task sizes; with capacity gpu a "
                 "task takes its GPU instance's size"
             )
+        if self.cluster and self.model_sync_source and self.model_sync_capacity == "FARGATE_SPOT":
+            warnings.append(
+                f"cluster {self.cluster!r} is not created by this stack: the model sync runs on "
+                "FARGATE_SPOT, which ECS accepts only if the cluster has the FARGATE_SPOT "
+                "capacity provider (aws ecs put-cluster-capacity-providers); or set "
+                "modelSyncCapacity: FARGATE"
+            )
         off_keys = sorted(k for k in keys if k.startswith("offHours"))
         if not self.autoscaling and off_keys:
             warnings.append(

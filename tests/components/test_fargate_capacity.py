@@ -147,3 +147,17 @@ def test_existing_cluster_with_spot_is_warned_about(monkeypatch: pytest.MonkeyPa
     mocks = run(program)
     assert any("put-cluster-capacity-providers" in w for w in warnings), warnings
     assert mocks.of_type("aws:ecs/clusterCapacityProviders:ClusterCapacityProviders") == []
+
+
+def test_sync_on_spot_in_an_existing_cluster_is_warned_about() -> None:
+    from components.stack_config import StackConfig
+
+    cfg = StackConfig(
+        cluster="shared",
+        model_sync_source="s3://my-models/p",
+        vpc_id="vpc-1",
+        private_subnet_ids=["a", "b"],
+    )
+    assert any("FARGATE_SPOT" in w for w in cfg.ignored_key_warnings([]))
+    cfg.model_sync_capacity = "FARGATE"
+    assert not any("FARGATE_SPOT" in w for w in cfg.ignored_key_warnings([]))
