@@ -320,3 +320,38 @@ def test_readme_has_the_current_cost_table(stack: str) -> None:
     rows = [line for line in table.splitlines() if line.startswith("|")]
     missing = [row for row in rows if row not in readme]
     assert not missing, f"README.md lacks these {stack} rows: {missing}"
+
+
+def test_fresh_cache_answers_without_any_call(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    write_cache(load_snapshot("us-east-1"))
+
+    class NoClients(boto3.session.Session):  # type: ignore[misc]
+        def client(self, *args: Any, **kwargs: Any) -> Any:
+            raise AssertionError("no AWS call expected")
+
+    book = get_prices("us-east-1", ["g6.xlarge"], session=NoClients())
+    assert "cached" in book.source
+
+
+def test_write_snapshot_keeps_other_regions(tmp_path: Path) -> None:
+    path = tmp_path / "snapshot.json"
+    path.write_text(prices_module.SNAPSHOT.read_text())
+    book = load_snapshot("us-east-1", path)
+    book.region, book.as_of, book.source = "eu-west-1", "2030-01-01", "live"
+    prices_module.write_snapshot(book, path)
+    data = json.loads(path.read_text())
+    assert set(data["regions"]) == {"us-east-1", "eu-west-1"}
+    assert data["as_of"] == "2030-01-01"
+    assert load_snapshot("eu-west-1", path).unit == book.unit
+
+
+def test_unknown_key_in_a_stack_file_is_refused(tmp_path: Path) -> None:
+    from ops.cost.stack_file import StackFileError
+
+    (tmp_path / "Pulumi.yaml").write_text("name: onnx-ecs-serving\n")
+    (tmp_path / "Pulumi.x.yaml").write_text("config:\n  onnx-ecs-serving:gpuSpotTypes: [a]\n")
+    with pytest.raises(StackFileError, match="gpuSpotTypes"):
+        load_stack("x", tmp_path)
