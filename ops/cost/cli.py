@@ -57,8 +57,8 @@ def add_parser(commands: Any) -> None:
 
 
 NOT_INCLUDED = (
-    "not included: data transfer out, ECR storage, KMS keys, EBS root volumes of GPU "
-    "instances, Container Insights, Step Functions/EventBridge/S3 requests"
+    "not included: data transfer out, ECR storage, KMS keys, Container Insights, "
+    "Step Functions/EventBridge/S3 requests"
 )
 
 

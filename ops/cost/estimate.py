@@ -35,7 +35,6 @@ class Usage:
     archive_gb: float = 20.0  # log archive stored in S3
     alb_lcu: float = 1.0  # average load balancer capacity units
     sync_minutes: float = 10.0  # one model sync run
-    gpu_root_volume: bool = True
 
 
 @dataclass(frozen=True)
@@ -166,6 +165,12 @@ def _gpu_service(cfg: StackConfig, prices: PriceBook, scenario: Scenario) -> lis
             f"{on_demand:g} x ${prices.instance_hour(kind, spot=False):.4g}/h x {hours:.0f} h",
         )
     ]
+    volumes = instances * args.root_volume_size_gib * hours / HOURS_PER_MONTH
+    volume_item = LineItem(
+        "GPU root volumes (gp3)",
+        volumes * prices.price("ebs_gp3_gb_month"),
+        f"{instances} x {args.root_volume_size_gib} GiB x {hours:.0f} h",
+    )
     if spot:
         items.append(
             LineItem(
@@ -174,6 +179,7 @@ def _gpu_service(cfg: StackConfig, prices: PriceBook, scenario: Scenario) -> lis
                 f"{spot:g} x ${prices.instance_hour(kind, spot=True):.4g}/h x {hours:.0f} h",
             )
         )
+    items.append(volume_item)
     return items
 
 

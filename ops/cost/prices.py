@@ -63,6 +63,8 @@ SPECS: tuple[PriceSpec, ...] = (
     PriceSpec("logs_ingest_gb", "AmazonCloudWatch", {"usagetype": "DataProcessing-Bytes"}, "GB"),
     PriceSpec("logs_storage_gb_month", "AmazonCloudWatch",
               {"usagetype": "TimedStorage-ByteHrs"}, "GB-month"),
+    PriceSpec("ebs_gp3_gb_month", "AmazonEC2",
+              {"usagetype": "EBS:VolumeUsage.gp3", "volumeApiName": "gp3"}, "GB-month"),
     PriceSpec("s3_standard_gb_month", "AmazonS3",
               {"usagetype": "TimedStorage-ByteHrs", "volumeType": "Standard"}, "GB-month"),
 )  # fmt: skip
