@@ -12,20 +12,24 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_awsx as awsx
 
+from components.demo_model_source import DemoModelSource, DemoModelSourceArgs
 from components.ecs_service import InferenceService, Network
 from components.efs_model_store import EfsModelStore, EfsModelStoreArgs
 from components.fargate_service import FargateInferenceService, FargateInferenceServiceArgs
 from components.gpu.cluster import GpuEc2Cluster, GpuInferenceServiceArgs
 from components.images import ImageSpec, image_uri
 from components.log_router import LogRouter, LogRouterArgs
+from components.model_publish import ModelPublish, ModelPublishArgs
+from components.model_sync_job import CONTAINER_NAME as SYNC_CONTAINER
 from components.model_sync_job import ModelSyncJob, ModelSyncJobArgs
 from components.quota_guard import check_fargate_quotas, check_gpu_quotas
+from components.smoke_probe import SmokeProbe, SmokeProbeArgs
 from components.stack_config import StackConfig
 
 
-def network(cfg: StackConfig, name: str, tags: dict[str, str]) -> Network:
+def network(cfg: StackConfig, name: str, tags: dict[str, str]) -> tuple[Network, list]:
     """The given VPC, or a new one: private subnets (tasks, EFS, ALB) behind NAT, public subnets
-    for NAT gateways and an optional public ALB."""
+    for NAT gateways and an optional public ALB. Also the resources a task's egress waits for."""
     if cfg.vpc_id:
         cidr = cfg.vpc_cidr_block or aws.ec2.get_vpc_output(id=cfg.vpc_id).cidr_block
         return Network(
@@ -33,7 +37,7 @@ def network(cfg: StackConfig, name: str, tags: dict[str, str]) -> Network:
             vpc_cidr_block=cidr,
             private_subnet_ids=cfg.private_subnet_ids,
             public_subnet_ids=cfg.public_subnet_ids or None,
-        )
+        ), []
     cidr = cfg.new_vpc_cidr
     private_mask, public_mask = cfg.new_vpc_subnet_masks()
     vpc = awsx.ec2.Vpc(
@@ -55,7 +59,7 @@ def network(cfg: StackConfig, name: str, tags: dict[str, str]) -> Network:
         vpc_cidr_block=cidr,
         private_subnet_ids=vpc.private_subnet_ids,
         public_subnet_ids=vpc.public_subnet_ids,
-    )
+    ), [vpc]  # NAT routes: the publish task reaches S3 and ECR through them
 
 
 cfg = StackConfig.from_config()
@@ -67,7 +71,7 @@ check_fargate_quotas(cfg.fargate_demands(name), skip=cfg.quota_guard_skip)
 # ... and the GPU group within the EC2 G and VT On-Demand and Spot vCPU quotas?
 check_gpu_quotas(cfg.gpu_demands(name), skip=cfg.quota_guard_skip)
 
-net = network(cfg, name, tags)
+net, net_resources = network(cfg, name, tags)
 service_image = image_uri(
     name,
     ImageSpec("service", dockerfile="service/Dockerfile", context=".", prebuilt=cfg.service_image),
@@ -107,6 +111,63 @@ logs = LogRouter(
         tags=tags,
     ),
 )
+# Models before the first deployment: a stack without modelSyncSource gets its own bucket with
+# the demo model; either way the sync task runs once during `pulumi up` and the service waits.
+demo_source: DemoModelSource | None = None
+if cfg.model_sync_source is None:
+    demo_source = DemoModelSource(
+        f"{name}-model-source",
+        DemoModelSourceArgs(
+            account=aws.get_caller_identity().account_id, region=aws.get_region().region, tags=tags
+        ),
+    )
+sync_settings = cfg.model_sync_settings(demo_source.url if demo_source else None)
+assert sync_settings is not None
+jobs: dict[str, ModelSyncJob] = {}
+
+
+def publish_models(cluster_arn: pulumi.Output[str]) -> list[pulumi.Resource]:
+    """The model sync job and its deploy-time run; called by the service before it deploys."""
+    # Its own alert topic (same e-mail): the service's topic policy admits only the service's
+    # two event rules, and its KMS key is not an output.
+    sync = ModelSyncJob(
+        f"{name}-model-sync",
+        ModelSyncJobArgs(
+            cluster_arn=cluster_arn,
+            vpc_id=net.vpc_id,
+            subnet_ids=net.private_subnet_ids,
+            image=service_image,
+            model_store=models,
+            log_router=logs,
+            settings=sync_settings,
+            alarm_email=cfg.notification_email,
+            tags=tags,
+        ),
+    )
+    jobs["sync"] = sync
+    waits_for: list[pulumi.Resource] = [models, sync, *net_resources]
+    if demo_source is not None:
+        waits_for.append(demo_source)
+    publish = ModelPublish(
+        f"{name}-model-publish",
+        ModelPublishArgs(
+            cluster=cluster_arn,
+            task_definition=sync.task_definition_arn,
+            subnets=net.private_subnet_ids,
+            security_groups=[sync.security_group_id],
+            container=SYNC_CONTAINER,
+            region=aws.get_region_output().region,
+            image=service_image,
+            source=sync_settings.source,
+            source_version=demo_source.sha256 if demo_source else "",
+            timeout_seconds=cfg.model_publish_timeout,
+        ),
+        opts=pulumi.ResourceOptions(depends_on=waits_for),
+    )
+    pulumi.export("modelPublishTaskArn", publish.task_arn)
+    return [publish]
+
+
 service: FargateInferenceService | InferenceService
 if cfg.capacity == "gpu":
     gpu = GpuEc2Cluster(
@@ -122,6 +183,7 @@ if cfg.capacity == "gpu":
             gpu_count=cfg.gpu_count,
             settings=cfg.service_settings(),
             tags=tags,
+            before_deploy=publish_models,
         ),
     )
     # Not "capacityProviderName": `ops run-task --stack-outputs` would then send every one-off
@@ -144,32 +206,38 @@ else:
             spot=cfg.fargate_spot(),
             settings=cfg.service_settings(),
             tags=tags,
+            before_deploy=publish_models,
         ),
     )
 
-sync_settings = cfg.model_sync_settings()
-if sync_settings is not None:
-    # Its own alert topic (same e-mail): the service's topic policy admits only the service's
-    # two event rules, and its KMS key is not an output.
-    sync = ModelSyncJob(
-        f"{name}-model-sync",
-        ModelSyncJobArgs(
-            cluster_arn=service.cluster_arn,
-            vpc_id=net.vpc_id,
-            subnet_ids=net.private_subnet_ids,
-            image=service_image,
-            model_store=models,
-            log_router=logs,
-            settings=sync_settings,
-            alarm_email=cfg.notification_email,
-            tags=tags,
-        ),
-    )
-    pulumi.export("modelSyncTaskDefinitionArn", sync.task_definition_arn)
-    pulumi.export("modelSyncStateMachineArn", sync.state_machine_arn)
-    pulumi.export("modelSyncScheduleArn", sync.schedule_arn)
-    pulumi.export("modelSyncSecurityGroupId", sync.security_group_id)
-    pulumi.export("modelSyncAlarmTopicArn", sync.alarm_topic_arn)
+# What `python -m ops smoke` runs inside the VPC (the load balancer is internal).
+smoke = SmokeProbe(
+    f"{name}-smoke",
+    SmokeProbeArgs(
+        vpc_id=net.vpc_id,
+        vpc_cidr_block=net.vpc_cidr_block,
+        image=service_image,
+        url=service.url,
+        listener_ports=cfg.service_settings().load_balancer.listener_ports,
+        public_load_balancer=cfg.public_load_balancer,
+        model_store=models,
+        architecture=cfg.cpu_architecture,
+        tags=tags,
+    ),
+)
+pulumi.export("smokeTaskDefinitionArn", smoke.task_definition_arn)
+pulumi.export("smokeSecurityGroupId", smoke.security_group_id)
+pulumi.export("smokeLogGroupName", smoke.log_group_name)
+sync = jobs["sync"]
+pulumi.export("modelSyncSource", sync_settings.source)
+pulumi.export("modelSyncTaskDefinitionArn", sync.task_definition_arn)
+pulumi.export("modelSyncStateMachineArn", sync.state_machine_arn)
+pulumi.export("modelSyncScheduleArn", sync.schedule_arn)
+pulumi.export("modelSyncSecurityGroupId", sync.security_group_id)
+pulumi.export("modelSyncAlarmTopicArn", sync.alarm_topic_arn)
+if demo_source is not None:
+    pulumi.export("modelBucketName", demo_source.bucket_name)
+pulumi.export("deploymentAlarmNames", service.deployment_alarm_names)
 
 pulumi.export("url", service.url)
 pulumi.export("loadBalancerDns", service.load_balancer_dns)

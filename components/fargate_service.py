@@ -14,6 +14,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.ecs_service import (
+    BeforeDeploy,
     InferenceService,
     InferenceServiceArgs,
     LogRouterLike,
@@ -84,6 +85,7 @@ class FargateInferenceServiceArgs:
     """Tasks above ``spot.on_demand_base`` on FARGATE_SPOT by weight (fargate_capacity.py)."""
     settings: ServiceSettings = field(default_factory=ServiceSettings)
     tags: Mapping[str, str] = field(default_factory=dict)
+    before_deploy: BeforeDeploy | None = None  # see InferenceServiceArgs
 
 
 class FargateInferenceService(pulumi.ComponentResource):
@@ -96,6 +98,7 @@ class FargateInferenceService(pulumi.ComponentResource):
     url: pulumi.Output[str]
     load_balancer_dns: pulumi.Output[str]
     alarm_topic_arn: pulumi.Output[str]
+    deployment_alarm_names: pulumi.Output[list[str]]
     task_definition_arn: pulumi.Output[str]
     task_definition_family: pulumi.Output[str]
     task_role_arn: pulumi.Output[str]
@@ -172,6 +175,7 @@ class FargateInferenceService(pulumi.ComponentResource):
                 log_router=args.log_router,
                 settings=args.settings,
                 tags=tags,
+                before_deploy=args.before_deploy,
             ),
             opts=child,
         )
@@ -183,6 +187,7 @@ class FargateInferenceService(pulumi.ComponentResource):
         self.url = service.url
         self.load_balancer_dns = service.load_balancer_dns
         self.alarm_topic_arn = service.alarm_topic_arn
+        self.deployment_alarm_names = service.deployment_alarm_names
         self.task_definition_arn = service.task_definition_arn
         self.task_definition_family = service.task_definition_family
         self.task_role_arn = service.task_role_arn

@@ -17,6 +17,7 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 
 import pulumi
 
+from components.deployment_alarms import DeploymentAlarmSettings
 from components.ecs_service import (
     Autoscaling,
     ContainerHealthCheck,
@@ -41,6 +42,9 @@ DEFAULT_VPC_CIDR = "10.0.0.0/16"
 CAPACITIES = ("fargate", "gpu")
 GPU_CLUSTER_NAME = "stack-gpu"  # stands in for onnx-<stack>-gpu when validating before any resource
 FARGATE_ONLY_KEYS = ("cpu", "memory", "fargateSpotWeight", "fargateOnDemandBase")
+# Without modelSyncSource the sync reads the stack's own SSE-S3 bucket, with no schedule.
+SOURCE_ONLY_SYNC_KEYS = ("modelSyncSchedule", "modelSyncTimezone", "modelSyncKmsKeyArn")
+DEMO_SOURCE_PLACEHOLDER = "s3://stack-demo-bucket/models"  # validation before the bucket exists
 
 
 def _gpu_default(field_name: str) -> Any:
@@ -341,8 +345,9 @@ class StackConfig:
         default=None,
         metadata=_m(
             "modelSyncSource",
-            "s3://bucket/prefix the scheduled model sync publishes from into the model store; "
-            "unset creates no sync job.",
+            "s3://bucket/prefix the model sync publishes from into the model store (at every "
+            "`pulumi up` that changes it, then on schedule); unset: a private bucket of the "
+            "stack's own, seeded with the demo model, synced at `pulumi up` only.",
         ),
     )
     model_sync_schedule: str = field(
@@ -415,6 +420,39 @@ class StackConfig:
     off_hours_timezone: str = field(
         default="UTC", metadata=_m("offHoursTimezone", "IANA time zone of the off-hours times.")
     )
+    # -- deployment alarms (ECS rolls back a deployment on ALARM) --------------------------
+    alarm_5xx_rate_percent: float = field(
+        default=5.0,
+        metadata=_m("alarm5xxRatePercent", "Deployment alarm: target 5xx share of requests (%)."),
+    )
+    alarm_5xx_min_requests: int = field(
+        default=20,
+        metadata=_m(
+            "alarm5xxMinRequests", "Requests a minute below which the 5xx rate alarm stays OK."
+        ),
+    )
+    alarm_latency_p99_seconds: float = field(
+        default=2.0,
+        metadata=_m("alarmLatencyP99Seconds", "Deployment alarm: p99 TargetResponseTime (s)."),
+    )
+    alarm_unhealthy_hosts: int = field(
+        default=1,
+        metadata=_m("alarmUnhealthyHosts", "Deployment alarm: unhealthy targets (maximum)."),
+    )
+    alarm_evaluation_periods: int = field(
+        default=3,
+        metadata=_m(
+            "alarmEvaluationPeriods",
+            "Minutes a deployment alarm must breach before ECS rolls back (1-60).",
+        ),
+    )
+    model_publish_timeout: int = field(
+        default=1800,
+        metadata=_m(
+            "modelPublishTimeoutSeconds",
+            "How long `pulumi up` waits for the model sync task it runs (60-7200).",
+        ),
+    )
     # -- guards ----------------------------------------------------------------------------
     quota_guard_skip: bool = field(
         default=False,
@@ -485,9 +523,13 @@ class StackConfig:
             self.new_vpc_subnet_masks()  # raises on a CIDR too small to split
         self.service_settings().validate()
         self.off_hours()  # raises on a half-set or malformed schedule
-        sync = self.model_sync_settings()
-        if sync is not None:
-            sync.validate()
+        sync = self.model_sync_settings(DEMO_SOURCE_PLACEHOLDER)
+        assert sync is not None
+        sync.validate()
+        if not 60 <= self.model_publish_timeout <= 7200:
+            raise ValueError(
+                f"modelPublishTimeoutSeconds {self.model_publish_timeout}: use 60-7200 seconds"
+            )
 
     def _validate_gpu(self) -> None:
         """GPU capacity: the same checks GpuEc2Cluster makes, before any resource exists."""
@@ -531,7 +573,7 @@ class StackConfig:
                 f"{', '.join(fargate_keys)} ignored: Fargate task sizes; with capacity gpu a "
                 "task takes its GPU instance's size"
             )
-        if self.cluster and self.model_sync_source and self.model_sync_capacity == "FARGATE_SPOT":
+        if self.cluster and self.model_sync_capacity == "FARGATE_SPOT":
             warnings.append(
                 f"cluster {self.cluster!r} is not created by this stack: the model sync runs on "
                 "FARGATE_SPOT, which ECS accepts only if the cluster has the FARGATE_SPOT "
@@ -544,11 +586,11 @@ class StackConfig:
                 f"{', '.join(off_keys)} ignored: off-hours scheduled actions act on the "
                 "autoscaling target, and autoscaling is false"
             )
-        sync_keys = sorted(k for k in keys if k.startswith("modelSync") and k != "modelSyncSource")
+        sync_keys = sorted(k for k in keys if k in SOURCE_ONLY_SYNC_KEYS)
         if self.model_sync_source is None and sync_keys:
             warnings.append(
-                f"{', '.join(sync_keys)} ignored: modelSyncSource is not set, so there is no "
-                "model sync job"
+                f"{', '.join(sync_keys)} ignored: modelSyncSource is not set, so the model sync "
+                "reads the stack's own demo bucket and runs only at `pulumi up`"
             )
         return warnings
 
@@ -618,12 +660,15 @@ class StackConfig:
             tags=dict(tags or {}),
         )
 
-    def model_sync_settings(self) -> ModelSyncSettings | None:
-        """The scheduled model sync, or None when modelSyncSource is unset."""
-        if self.model_sync_source is None:
+    def model_sync_settings(self, demo_source: str | None = None) -> ModelSyncSettings | None:
+        """The model sync: from modelSyncSource on its schedule; without one, from
+        ``demo_source`` (the stack's own bucket) with the schedule off; else None."""
+        source = self.model_sync_source or demo_source
+        if source is None:
             return None
         return ModelSyncSettings(
-            source=self.model_sync_source,
+            source=source,
+            enabled=self.model_sync_source is not None,
             schedule_expression=self.model_sync_schedule,
             schedule_timezone=self.model_sync_timezone,
             keep=self.model_sync_keep,
@@ -673,7 +718,7 @@ class StackConfig:
             demands.append(Demand.from_cpu_units(label, Capacity.FARGATE, on_demand, self.cpu))
             if spot:
                 demands.append(Demand.from_cpu_units(label, Capacity.FARGATE_SPOT, spot, self.cpu))
-        sync = self.model_sync_settings()
+        sync = self.model_sync_settings(DEMO_SOURCE_PLACEHOLDER)  # every stack has one
         if sync is not None:
             # one run at a time: retries are sequential and a nightly run ends long before
             # the next one
@@ -733,6 +778,13 @@ class StackConfig:
             readonly_root_filesystem=self.readonly_root_filesystem,
             ignore_task_definition_changes=self.ignore_task_definition_changes,
             notification_email=self.notification_email,
+            deployment_alarms=DeploymentAlarmSettings(
+                error_rate_percent=self.alarm_5xx_rate_percent,
+                min_requests=self.alarm_5xx_min_requests,
+                latency_p99_seconds=self.alarm_latency_p99_seconds,
+                unhealthy_hosts=self.alarm_unhealthy_hosts,
+                evaluation_periods=self.alarm_evaluation_periods,
+            ),
         )
 
 

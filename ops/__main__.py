@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from ops import run_task
+from ops import deployment_cli, run_task, smoke
 from ops.cost import cli as cost
 
 
@@ -15,6 +15,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ops", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run_task.add_parser(commands)
+    deployment_cli.add_parser(commands)
+    smoke.add_parser(commands)
     cost.add_parser(commands)
     args = parser.parse_args(argv)
     return int(args.handler(args))

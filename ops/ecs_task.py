@@ -228,3 +228,88 @@ def judge(task: dict[str, Any], started: bool, container: str | None = None) -> 
         names = ", ".join(f"{c.get('name')}={c.get('exitCode', 'none')}" for c in bad)
         return Verdict(EXIT_TASK_FAILED, f"task failed: non-zero exit ({names})", details)
     return Verdict(EXIT_OK, "task succeeded: exit code 0", details)
+
+
+@dataclass
+class Outcome:
+    """How one run ended: the run-task exit code, a headline and details for the operator."""
+
+    exit_code: int
+    headline: str
+    details: list[str]
+    task_arn: str | None = None
+    task: dict[str, Any] | None = None
+    elapsed: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == EXIT_OK
+
+
+def run_to_completion(
+    ecs: Any,
+    request: TaskRequest,
+    *,
+    timeout: float,
+    poll_interval: float = 6.0,
+    stop_on_timeout: bool = True,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+    on_status: StatusCallback | None = None,
+    on_started: Callable[[str], None] | None = None,
+    client_token: str | None = None,
+) -> Outcome:
+    """RunTask, read its ``failures``, wait for STOPPED and judge the stopped task.
+
+    The one composition of the pieces above, used by ``python -m ops run-task``, the deploy-time
+    model publish (components/model_publish.py) and ``python -m ops smoke``: every way the run
+    can end is an :class:`Outcome` with the run-task exit codes. ``on_started`` gets the task ARN
+    as soon as RunTask placed it. API errors (botocore's ClientError) propagate.
+    """
+    answer = ecs.run_task(**request.params(client_token))
+    failures = placement_failures(answer)
+    tasks = answer.get("tasks") or []
+    if failures or not tasks:
+        return Outcome(
+            EXIT_NOT_PLACED,
+            f"RunTask answered 200 but placed no task ({len(failures)} failure(s))",
+            [str(f) for f in failures],
+        )
+    task_arn = tasks[0]["taskArn"]
+    if on_started is not None:
+        on_started(task_arn)
+    result = wait_for_stop(
+        ecs,
+        request.cluster,
+        task_arn,
+        timeout=timeout,
+        poll_interval=poll_interval,
+        sleep=sleep,
+        clock=clock,
+        on_status=on_status,
+    )
+    if result.timed_out:
+        state = (result.task or {}).get("lastStatus", "MISSING")
+        what = "did not start" if not result.started else "did not finish"
+        details = [f"last status {state}"]
+        if stop_on_timeout:
+            ecs.stop_task(cluster=request.cluster, task=task_arn, reason="timed out waiting")
+            details.append("the task was asked to stop")
+        return Outcome(
+            EXIT_TIMEOUT,
+            f"the task {what} within {timeout:g}s",
+            details,
+            task_arn,
+            result.task,
+            result.elapsed,
+        )
+    assert result.task is not None  # STOPPED implies a task was seen
+    verdict = judge(result.task, result.started, request.container)
+    return Outcome(
+        verdict.exit_code,
+        verdict.headline,
+        verdict.details,
+        task_arn,
+        result.task,
+        result.elapsed,
+    )

@@ -30,10 +30,10 @@ from ops.ecs_task import (
     EXIT_TIMEOUT,
     EXIT_USAGE,
     FARGATE,
+    Outcome,
     TaskRequest,
-    judge,
     placement_failures,
-    wait_for_stop,
+    run_to_completion,
 )
 from ops.links import (
     TaskArn,
@@ -242,6 +242,22 @@ class RunTask:
             self._say("warning: no security group given; the VPC's default group applies")
         try:
             ecs = self._client(request, args.region)
+        except (ClientError, BotoCoreError) as exc:
+            self._say(f"error: RunTask refused: {exc}")
+            return EXIT_ERROR
+        if args.no_wait:
+            return self._start_only(ecs, request, log_group)
+        return self._run(ecs, request, args, log_group)
+
+    def _placement_failed(self, headline: str, details: list[str]) -> int:
+        self._say(f"error: {headline}:")
+        for line in details:
+            self._say(f"  - {line}")
+        return EXIT_NOT_PLACED
+
+    def _start_only(self, ecs: Any, request: TaskRequest, log_group: str | None) -> int:
+        """--no-wait: RunTask, its failures, the ARN; nothing else."""
+        try:
             answer = ecs.run_task(**request.params())
         except (ClientError, BotoCoreError) as exc:
             self._say(f"error: RunTask refused: {exc}")
@@ -249,77 +265,99 @@ class RunTask:
         failures = placement_failures(answer)
         tasks = answer.get("tasks") or []
         if failures or not tasks:
-            self._say(
-                f"error: RunTask answered 200 but placed no task ({len(failures)} failure(s)):"
+            return self._placement_failed(
+                f"RunTask answered 200 but placed no task ({len(failures)} failure(s))",
+                [str(f) for f in failures],
             )
-            for failure in failures:
-                self._say(f"  - {failure}")
-            return EXIT_NOT_PLACED
         task_arn = tasks[0]["taskArn"]
+        self._started(task_arn, request)
+        self._pointers(task_arn, request, log_group)
+        self._say(
+            "not waiting; follow it with: aws ecs describe-tasks "
+            f"--cluster {shlex.quote(request.cluster)} --tasks {task_arn}"
+        )
+        return EXIT_OK
+
+    def _started(self, task_arn: str, request: TaskRequest) -> None:
         self.out.print(task_arn, markup=False, highlight=False)
         task_id = task_arn.rsplit("/", 1)[-1]
         self._say(f"started task {task_id} on {request.cluster} ({request.capacity})")
-        if args.no_wait:
-            self._pointers(task_arn, request, log_group)
-            self._say(
-                "not waiting; follow it with: aws ecs describe-tasks "
-                f"--cluster {shlex.quote(request.cluster)} --tasks {task_arn}"
-            )
-            return EXIT_OK
-        return self._follow(ecs, task_arn, request, args, log_group)
 
-    def _follow(
+    def _run(
         self,
         ecs: Any,
-        task_arn: str,
         request: TaskRequest,
         args: argparse.Namespace,
         log_group: str | None,
     ) -> int:
-        region = _region_of(task_arn) or ecs.meta.region_name
-        stop = stop_command(task_arn, request.cluster, region)
-        task_id = task_arn.rsplit("/", 1)[-1]
+        """Start, wait and judge through :func:`ops.ecs_task.run_to_completion`."""
+        started: list[str] = []
+        status = StatusLine(self.err, "")
+
+        def on_started(task_arn: str) -> None:
+            started.append(task_arn)
+            status.task_id = task_arn.rsplit("/", 1)[-1]
+            self._started(task_arn, request)
+
         try:
-            with StatusLine(self.err, task_id) as status:
-                result = wait_for_stop(
+            with status:
+                outcome = run_to_completion(
                     ecs,
-                    request.cluster,
-                    task_arn,
+                    request,
                     timeout=args.timeout,
                     poll_interval=args.poll_interval,
+                    stop_on_timeout=False,  # the CLI reports and stops it itself (below)
                     sleep=self.sleep,
                     clock=self.clock,
                     on_status=status,
+                    on_started=on_started,
                 )
         except (ClientError, BotoCoreError) as exc:
+            if not started:
+                self._say(f"error: RunTask refused: {exc}")
+                return EXIT_ERROR
+            region = _region_of(started[0]) or ecs.meta.region_name
             self._say(f"error: DescribeTasks failed: {exc}")
-            self._say(f"the task may still be running; stop it with:\n  {stop}")
-            return EXIT_ERROR
-        if result.timed_out:
-            state = (result.task or {}).get("lastStatus", "MISSING")
-            what = "did not start" if not result.started else "did not finish"
             self._say(
-                f"timeout: the task {what} within {args.timeout:g}s (last status {state}); "
-                "it may still be running"
+                "the task may still be running; stop it with:\n  "
+                f"{stop_command(started[0], request.cluster, region)}"
             )
-            if args.stop_on_timeout:
-                try:
-                    ecs.stop_task(cluster=request.cluster, task=task_arn, reason="run-task timeout")
-                    self._say("asked ECS to stop it (--stop-on-timeout)")
-                except (ClientError, BotoCoreError) as exc:
-                    self._say(f"could not stop it ({exc}); stop it with:\n  {stop}")
-            else:
-                self._say(f"stop it with:\n  {stop}")
-            self._pointers(task_arn, request, log_group)
-            return EXIT_TIMEOUT
-        assert result.task is not None  # STOPPED implies a task was seen
-        verdict = judge(result.task, result.started, request.container)
-        prefix = "" if verdict.exit_code == EXIT_OK else "error: "
-        self._say(f"{prefix}{verdict.headline} after {_elapsed(result.elapsed)}")
-        for line in verdict.details:
+            return EXIT_ERROR
+        if outcome.exit_code == EXIT_NOT_PLACED:
+            return self._placement_failed(outcome.headline, outcome.details)
+        assert outcome.task_arn is not None
+        if outcome.exit_code == EXIT_TIMEOUT:
+            return self._timed_out(ecs, outcome, request, args, log_group)
+        prefix = "" if outcome.exit_code == EXIT_OK else "error: "
+        self._say(f"{prefix}{outcome.headline} after {_elapsed(outcome.elapsed)}")
+        for line in outcome.details:
             self._say(f"  {line}")
+        self._pointers(outcome.task_arn, request, log_group)
+        return outcome.exit_code
+
+    def _timed_out(
+        self,
+        ecs: Any,
+        outcome: Outcome,
+        request: TaskRequest,
+        args: argparse.Namespace,
+        log_group: str | None,
+    ) -> int:
+        task_arn = outcome.task_arn or ""
+        region = _region_of(task_arn) or ecs.meta.region_name
+        stop = stop_command(task_arn, request.cluster, region)
+        state = (outcome.task or {}).get("lastStatus", "MISSING")
+        self._say(f"timeout: {outcome.headline} (last status {state}); it may still be running")
+        if args.stop_on_timeout:
+            try:
+                ecs.stop_task(cluster=request.cluster, task=task_arn, reason="run-task timeout")
+                self._say("asked ECS to stop it (--stop-on-timeout)")
+            except (ClientError, BotoCoreError) as exc:
+                self._say(f"could not stop it ({exc}); stop it with:\n  {stop}")
+        else:
+            self._say(f"stop it with:\n  {stop}")
         self._pointers(task_arn, request, log_group)
-        return verdict.exit_code
+        return EXIT_TIMEOUT
 
 
 def add_parser(commands: Any) -> None:

@@ -112,7 +112,7 @@ def run_stack(
 
 
 def containers(mocks: RecordingMocks) -> dict[str, dict]:
-    task = mocks.one("aws:ecs/taskDefinition:TaskDefinition")
+    task = mocks.one("aws:ecs/taskDefinition:TaskDefinition", f"{NAME}-taskdef")
     return {c["name"]: c for c in json.loads(task.inputs["containerDefinitions"])}
 
 
@@ -182,7 +182,7 @@ def test_dev_stack_applies_its_config() -> None:
         for g in mocks.of_type("aws:cloudwatch/logGroup:LogGroup")
     }
     assert retention[f"{NAME}-logs-router-logs"] == DEV[f"{PROJECT}:routerLogRetentionDays"]
-    task = mocks.one("aws:ecs/taskDefinition:TaskDefinition").inputs
+    task = mocks.one("aws:ecs/taskDefinition:TaskDefinition", f"{NAME}-taskdef").inputs
     assert task["tags"]["environment"] == "dev"
     assert task["tags"]["stack"] == "test"
     assert (task["cpu"], task["memory"]) == ("2048", "4096")
@@ -411,16 +411,18 @@ def test_fargate_demands() -> None:
         (label, "FARGATE", 12, 4.0),
         ("s model sync", "FARGATE_SPOT", 1, 1.0),
     ]
+    # every stack has a model sync job (the demo bucket's, without modelSyncSource)
     fixed = StackConfig(autoscaling=False, desired_count=4)
-    assert [(d.max_tasks, d.vcpu) for d in fixed.fargate_demands("s")] == [(8, 2.0)]
+    assert [(d.max_tasks, d.vcpu) for d in fixed.fargate_demands("s")] == [(8, 2.0), (1, 1.0)]
     spot = StackConfig(min_count=2, max_count=6, fargate_spot_weight=3)
     # 12 tasks during a rollout: base 2 On-Demand, 10 above split 1:3 -> <= 3 On-Demand, <= 8 Spot
-    assert [(d.capacity, d.max_tasks) for d in spot.fargate_demands("s")] == [
+    assert [(d.capacity, d.max_tasks) for d in spot.fargate_demands("s")][:2] == [
         ("FARGATE", 5),
         ("FARGATE_SPOT", 8),
     ]
     gpu = StackConfig(capacity="gpu")
-    assert gpu.fargate_demands("s") == []  # GPU instances count against EC2 quotas
+    # GPU instances count against EC2 quotas; the Fargate sync task does not
+    assert [d.name for d in gpu.fargate_demands("s")] == ["s model sync"]
 
 
 # -- capacity gpu and the model sync on the dev stack ----------------------------------------
@@ -479,8 +481,9 @@ def test_keys_the_chosen_capacity_does_not_use_are_warned_about() -> None:
     gpu = StackConfig(capacity="gpu")
     (warning,) = gpu.ignored_key_warnings(["cpu", "memory", "gpuCount"])
     assert warning.startswith("cpu, memory ignored: Fargate task sizes")
-    (warning,) = fargate.ignored_key_warnings(["modelSyncKeep"])
-    assert "modelSyncKeep ignored: modelSyncSource is not set" in warning
+    (warning,) = fargate.ignored_key_warnings(["modelSyncKeep", "modelSyncSchedule"])
+    assert "modelSyncSchedule ignored: modelSyncSource is not set" in warning
+    assert "demo bucket" in warning
     synced = StackConfig(model_sync_source="s3://my-models/x")
     assert synced.ignored_key_warnings(["modelSyncSource", "modelSyncKeep"]) == []
 

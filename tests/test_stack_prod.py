@@ -258,10 +258,14 @@ def test_quota_guard_reads_the_sync_spot_quota_and_both_gpu_quotas(
     assert reads == [("fargate", "L-36FBB829"), ("ec2", "L-DB2E81BA"), ("ec2", "L-3819A6DF")]
 
 
-def test_gpu_stack_without_sync_reads_only_the_gpu_quotas() -> None:
+def test_gpu_stack_without_a_source_syncs_the_demo_bucket_unscheduled() -> None:
     config = {k: v for k, v in PROD.items() if not k.endswith(":modelSyncSource")}
     mocks, exports = run_stack(config)
+    # the demo bucket's sync task is on Fargate Spot: its vCPU is checked against that quota,
+    # the GPU group against the EC2 G and VT quotas
     reads = [args["quotaCode"] for token, args in mocks.calls if token == QUOTA_TOKEN]
-    assert reads == ["L-DB2E81BA", "L-3819A6DF"]
-    assert "modelSyncTaskDefinitionArn" not in exports
-    assert mocks.of_type("aws:sfn/stateMachine:StateMachine") == []
+    assert reads == ["L-36FBB829", "L-DB2E81BA", "L-3819A6DF"]
+    assert exports["modelSyncSource"] == exports["modelSyncSource"].lower()
+    assert exports["modelSyncSource"].startswith(f"s3://{NAME}-model-source-models-{ACCOUNT}-")
+    schedule = mocks.one("aws:scheduler/schedule:Schedule").inputs
+    assert schedule["state"] == "DISABLED"

@@ -26,6 +26,8 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from components.deployment_alarms import DeploymentAlarms
+from components.deployment_check import DeploymentCheck, DeploymentCheckArgs
 from components.ecs_service.settings import (
     CONTAINER_INSIGHTS,
     CONTAINER_NAME,
@@ -107,6 +109,7 @@ class InferenceService(pulumi.ComponentResource):
     load_balancer_arn: pulumi.Output[str]
     target_group_arn: pulumi.Output[str]
     alarm_topic_arn: pulumi.Output[str]
+    deployment_alarm_names: pulumi.Output[list[str]]
     task_definition_arn: pulumi.Output[str]
     task_definition_family: pulumi.Output[str]
     task_role_arn: pulumi.Output[str]
@@ -127,29 +130,54 @@ class InferenceService(pulumi.ComponentResource):
         self._args = args
         self._child = pulumi.ResourceOptions(parent=self)
         self._tags = dict(args.tags)
+        self.cluster_arn = pulumi.Output.from_input(args.cluster_arn)
 
         alb_sg, task_sg = self._security_groups()
         task_role, execution_role = self._roles()
         task_definition = self._task_definition(task_role, execution_role)
         alb, target_group, listeners = self._load_balancer(alb_sg)
-        service = self._service(task_definition, task_sg, target_group, listeners)
-        if args.settings.autoscaling is not None:
-            self._autoscaling(args.settings.autoscaling, service, alb, target_group)
+        # The topic must exist before the service (its deployment alarms notify it), and the
+        # topic's event rules need the service: deferred outputs close that loop.
+        service_arn, resolve_service_arn = pulumi.deferred_output()
+        service_name, resolve_service_name = pulumi.deferred_output()
         notifications = ServiceNotifications(
             f"{name}-notify",
             ServiceNotificationsArgs(
                 cluster_arn=args.cluster_arn,
-                service_arn=service.arn,
-                service_name=service.name,
+                service_arn=service_arn,
+                service_name=service_name,
                 email=args.settings.notification_email,
                 tags=self._tags,
             ),
             opts=self._child,
         )
+        try:
+            alarms = DeploymentAlarms(
+                f"{name}-deploy-alarms",
+                target_group_arn_suffix=target_group.arn_suffix,
+                load_balancer_arn_suffix=alb.arn_suffix,
+                topic_arn=notifications.topic_arn,
+                settings=args.settings.deployment_alarms,
+                tags=self._tags,
+                opts=self._child,
+            )
+            gate = args.before_deploy(self.cluster_arn) if args.before_deploy else []
+            service = self._service(
+                task_definition, task_sg, target_group, [*listeners, alarms, *gate], alarms
+            )
+        except BaseException:
+            # An unresolved deferred output would hang the program and hide this error.
+            resolve_service_arn(pulumi.Output.from_input(""))
+            resolve_service_name(pulumi.Output.from_input(""))
+            raise
+        resolve_service_arn(service.arn)
+        resolve_service_name(service.name)
+        self._deployment_check(service, task_definition)
+        if args.settings.autoscaling is not None:
+            self._autoscaling(args.settings.autoscaling, service, alb, target_group)
 
         scheme = "https" if args.settings.load_balancer.certificate_arn else "http"
         self.cluster_name = pulumi.Output.from_input(args.cluster_name)
-        self.cluster_arn = pulumi.Output.from_input(args.cluster_arn)
         self.service_name = service.name
         self.service_arn = service.arn
         self.load_balancer_dns = alb.dns_name
@@ -157,6 +185,7 @@ class InferenceService(pulumi.ComponentResource):
         self.target_group_arn = target_group.arn
         self.url = pulumi.Output.concat(scheme, "://", alb.dns_name)
         self.alarm_topic_arn = notifications.topic_arn
+        self.deployment_alarm_names = pulumi.Output.all(*alarms.names)
         self.task_definition_arn = task_definition.arn
         self.task_definition_family = task_definition.family
         self.task_role_arn = task_role.arn
@@ -431,8 +460,11 @@ class InferenceService(pulumi.ComponentResource):
         task_definition: aws.ecs.TaskDefinition,
         task_sg: aws.ec2.SecurityGroup,
         target_group: aws.lb.TargetGroup,
-        listeners: list[aws.lb.Listener],
+        depends_on: list[pulumi.Resource],
+        alarms: DeploymentAlarms,
     ) -> aws.ecs.Service:
+        """The service waits for steady state (``pulumi up`` fails when it never gets there)
+        and rolls back on the circuit breaker or any deployment alarm."""
         name, args, placement = self._name, self._args, self._args.placement
         ignore = []
         if args.settings.autoscaling is not None:
@@ -464,17 +496,42 @@ class InferenceService(pulumi.ComponentResource):
             deployment_circuit_breaker=aws.ecs.ServiceDeploymentCircuitBreakerArgs(
                 enable=True, rollback=True
             ),
+            alarms=aws.ecs.ServiceAlarmsArgs(alarm_names=alarms.names, enable=True, rollback=True),
             deployment_minimum_healthy_percent=100,
             deployment_maximum_percent=200,
             health_check_grace_period_seconds=args.settings.health_check_grace_period_s,
             enable_execute_command=args.settings.enable_execute_command,
             enable_ecs_managed_tags=True,
             propagate_tags="SERVICE",
-            wait_for_steady_state=False,
+            wait_for_steady_state=True,
             tags=self._tags,
             opts=pulumi.ResourceOptions(
-                parent=self, depends_on=listeners, ignore_changes=ignore or None
+                parent=self,
+                depends_on=depends_on,
+                ignore_changes=ignore or None,
+                # GPU capacity may first boot instances and pull a CUDA image (provider: 20 min)
+                custom_timeouts=pulumi.CustomTimeouts(create="40m", update="40m"),
             ),
+        )
+
+    def _deployment_check(
+        self, service: aws.ecs.Service, task_definition: aws.ecs.TaskDefinition
+    ) -> DeploymentCheck:
+        """Fail the update when ECS rolled the new revision back (steady state alone passes)."""
+        args = self._args
+        invoke = pulumi.InvokeOutputOptions(parent=self)
+        return DeploymentCheck(
+            f"{self._name}-deployment-check",
+            DeploymentCheckArgs(
+                cluster=self.cluster_arn,
+                service=service.name,
+                # deployments from outside Pulumi own the revision: judge the newest one
+                task_definition=""
+                if args.settings.ignore_task_definition_changes
+                else task_definition.arn,
+                region=aws.get_region_output(opts=invoke).region,
+            ),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[service]),
         )
 
     # -- autoscaling ----------------------------------------------------------------------------

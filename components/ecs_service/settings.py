@@ -4,13 +4,14 @@ dataclasses the stack config fills in (validated at preview, before any cloud ca
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import pulumi
 import pulumi_aws as aws
 
+from components.deployment_alarms import DeploymentAlarmSettings
 from components.off_hours import OffHours
 
 CONTAINER_NAME = "app"
@@ -49,6 +50,9 @@ _ECR_URI = re.compile(
     r"^(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?P<cn>\.cn)?/"
     r"(?P<repo>[^:@]+)"
 )
+
+
+BeforeDeploy = Callable[[pulumi.Output[str]], Sequence[pulumi.Resource]]
 
 
 # -- what the two collaborators must offer (implemented by EfsModelStore and LogRouter) -----------
@@ -285,6 +289,8 @@ class ServiceSettings:
     # Seed 002: let deployments (CI, `aws ecs update-service`) own the task definition revision.
     ignore_task_definition_changes: bool = False
     notification_email: str | None = None
+    # CloudWatch alarms ECS watches during deployments (rollback on ALARM).
+    deployment_alarms: DeploymentAlarmSettings = field(default_factory=DeploymentAlarmSettings)
 
     @property
     def readonly_root(self) -> bool:
@@ -298,6 +304,7 @@ class ServiceSettings:
         self.health_check.validate()
         self.container_health_check.validate()
         self.load_balancer.validate()
+        self.deployment_alarms.validate()
         if self.autoscaling is not None:
             self.autoscaling.validate(self.desired_count)
         elif self.desired_count < 0:
@@ -340,6 +347,9 @@ class InferenceServiceArgs:
     log_router: LogRouterLike
     settings: ServiceSettings = field(default_factory=ServiceSettings)
     tags: Mapping[str, str] = field(default_factory=dict)
+    # Called with the cluster ARN before the ECS service is registered; the service's first
+    # deployment waits for what it returns (the deploy-time model publish, __main__.py).
+    before_deploy: BeforeDeploy | None = None
 
     def validate(self) -> None:
         """Validate settings against this placement and the network."""

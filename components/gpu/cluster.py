@@ -18,6 +18,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.ecs_service import (
+    BeforeDeploy,
     InferenceService,
     InferenceServiceArgs,
     LogRouterLike,
@@ -135,6 +136,7 @@ class GpuInferenceServiceArgs:
     task_memory: int | None = None
     settings: ServiceSettings = field(default_factory=ServiceSettings)
     tags: Mapping[str, str] = field(default_factory=dict)
+    before_deploy: BeforeDeploy | None = None  # see InferenceServiceArgs
 
 
 def _check_int(name: str, value: object, low: int, high: int) -> int:
@@ -540,6 +542,7 @@ class GpuEc2Cluster(pulumi.ComponentResource):
             log_router=args.log_router,
             settings=args.settings,
             tags={**self.args.tags, **args.tags},
+            before_deploy=args.before_deploy,
         )
         return InferenceService(
             name,

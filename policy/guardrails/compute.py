@@ -158,3 +158,43 @@ def containers_non_root(
                 "Set 'user': '10001:10001' (or another non-root uid:gid) in its definition."
             )
     return messages
+
+
+def ecs_deployment_safety(
+    resource_type: str, props: Mapping[str, Any], config: Mapping[str, Any] = EMPTY
+) -> list[str]:
+    """A service behind a load balancer must end ``pulumi up`` verified or failed: the circuit
+    breaker with rollback, deployment alarms with rollback, and a steady-state wait (without it
+    ``pulumi up`` succeeds while ECS is still replacing or rolling back tasks)."""
+    if resource_type != ECS_SERVICE:
+        return []
+    balancers = props.get("loadBalancers")
+    if is_unknown(balancers) or not as_list(balancers):
+        return []
+    controller = get_path(props, "deploymentController", "type")
+    if is_unknown(controller) or controller in _NO_CIRCUIT_BREAKER_CONTROLLERS:
+        return []
+    problems: list[str] = []
+    breaker = [get_path(props, "deploymentCircuitBreaker", k) for k in ("enable", "rollback")]
+    if not all(is_unknown(v) or v is True for v in breaker):
+        problems.append("deployment_circuit_breaker={'enable': True, 'rollback': True}")
+    alarms = props.get("alarms")
+    if not is_unknown(alarms):
+        flags = [get_path(props, "alarms", k) for k in ("enable", "rollback")]
+        names = get_path(props, "alarms", "alarmNames")
+        if not all(is_unknown(v) or v is True for v in flags) or (
+            not is_unknown(names) and not as_list(names)
+        ):
+            problems.append(
+                "alarms=aws.ecs.ServiceAlarmsArgs(alarm_names=[...], enable=True, rollback=True) "
+                "(components/deployment_alarms.py: 5xx rate, p99 latency, unhealthy hosts)"
+            )
+    wait = props.get("waitForSteadyState")
+    if not (is_unknown(wait) or wait is True):
+        problems.append("wait_for_steady_state=True")
+    if not problems:
+        return []
+    return [
+        "This load-balanced ECS service can deploy a broken revision without failing the update. "
+        "Set " + "; ".join(problems) + " on aws.ecs.Service."
+    ]

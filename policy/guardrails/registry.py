@@ -63,6 +63,16 @@ RULES: tuple[Rule, ...] = (
         check=compute.ecs_circuit_breaker,
     ),
     ResourceRule(
+        name="ecs-deployment-safety",
+        description=(
+            "ECS services behind a load balancer use the circuit breaker with rollback, "
+            "deployment alarms with rollback, and wait for steady state."
+        ),
+        enforcement=MANDATORY,
+        resource_types=frozenset({compute.ECS_SERVICE}),
+        check=compute.ecs_deployment_safety,
+    ),
+    ResourceRule(
         name="iam-no-wildcards",
         description=('IAM policies allow no Action "*" and no iam:PassRole on Resource "*".'),
         enforcement=MANDATORY,

@@ -51,6 +51,7 @@ TAGGABLE_TYPES: frozenset[str] = frozenset(
         "aws:lb/loadBalancer:LoadBalancer",
         "aws:lb/targetGroup:TargetGroup",
         "aws:s3/bucket:Bucket",
+        "aws:s3/bucketObjectv2:BucketObjectv2",
         "aws:s3/bucketV2:BucketV2",
         "aws:sfn/stateMachine:StateMachine",
         "aws:sns/topic:Topic",

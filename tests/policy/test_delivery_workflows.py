@@ -99,10 +99,12 @@ def test_main_builds_once_then_dev_then_prod_with_the_same_tag() -> None:
     assert jobs["deploy-dev"]["with"] == {
         "stack": "dev",
         "image-tag": "${{ needs.images.outputs.tag }}",
+        "smoke": True,
     }
     assert jobs["deploy-prod"]["with"] == {
         "stack": "prod",
         "image-tag": "${{ needs.images.outputs.tag }}",
+        "smoke": True,
     }
     assert "deploy-dev" in jobs["preview-prod"]["needs"]
     assert "preview-prod" in jobs["deploy-prod"]["needs"]

@@ -40,6 +40,7 @@ def test_brief_mandatory_rules_are_mandatory() -> None:
         "imdsv2-required",
         "log-group-retention",
         "ecs-circuit-breaker",
+        "ecs-deployment-safety",
         "iam-no-wildcards",
         "s3-public-access-blocked",
         "lb-internal",

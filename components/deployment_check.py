@@ -1,0 +1,113 @@
+"""``DeploymentCheck``: fail ``pulumi up`` when ECS rolled the service's deployment back.
+
+``aws.ecs.Service(wait_for_steady_state=True)`` waits until the service is stable, and fails when
+it never gets there; but a deployment that the circuit breaker or a deployment alarm rolls back
+ends *stable on the previous task definition*, and the provider reports success
+(hashicorp/terraform-provider-aws#19519, #20858). This dynamic resource runs after the service
+in every update that changes the service's task definition, and asks ECS (through
+:mod:`ops.deployment`) whether the deployment of *that* revision completed, including the bake
+time in which ECS still watches the deployment alarms. A rollback fails the update with the
+deployment's reason, the stopped tasks' reasons and the service's events; ``python -m ops
+deployment`` prints the same on demand.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi.dynamic as dynamic
+
+from components.model_publish import ecs_client
+from ops.deployment import wait_for_deployment
+
+TRIGGERS = ("cluster", "service", "task_definition")
+DEFAULT_TIMEOUT_S = 1800
+
+
+class DeploymentCheckProvider(dynamic.ResourceProvider):
+    """create/update wait for the deployment's verdict; diff reruns on a new revision."""
+
+    serialize_as_secret_always = False
+
+    def __init__(
+        self,
+        client_factory: Callable[[str], Any] = ecs_client,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__()
+        self.client_factory = client_factory
+        self.sleep = sleep
+        self.clock = clock
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.DiffResult:
+        changed = [k for k in TRIGGERS if olds.get(k) != news.get(k)]
+        return dynamic.DiffResult(changes=bool(changed), replaces=[], stables=[])
+
+    def create(self, props: dict[str, Any]) -> dynamic.CreateResult:
+        outs = self._check(props)
+        return dynamic.CreateResult(id_=f"{props['service']}-deployment", outs=outs)
+
+    def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> dynamic.UpdateResult:
+        return dynamic.UpdateResult(outs=self._check(news))
+
+    def delete(self, _id: str, _props: dict[str, Any]) -> None:
+        """Nothing to undo."""
+
+    def _check(self, props: dict[str, Any]) -> dict[str, Any]:
+        verdict = wait_for_deployment(
+            self.client_factory(props["region"]),
+            props["cluster"],
+            props["service"],
+            props.get("task_definition") or None,
+            timeout=float(props.get("timeout_seconds") or DEFAULT_TIMEOUT_S),
+            poll_interval=float(props.get("poll_interval") or 15.0),
+            sleep=self.sleep,
+            clock=self.clock,
+        )
+        if not verdict.ok:
+            lines = [f"ECS deployment check failed: {verdict.headline}"]
+            lines += [f"  {d}" for d in verdict.details]
+            lines.append(
+                "  the service runs its previous revision (if it had one); details on demand: "
+                "python -m ops deployment --stack-outputs outputs.json"
+            )
+            raise RuntimeError("\n".join(lines))
+        return {**props, "verdict": verdict.headline}
+
+
+@dataclass
+class DeploymentCheckArgs:
+    cluster: pulumi.Input[str]
+    service: pulumi.Input[str]
+    # the revision that must end up running; "" when deployments own it (any revision)
+    task_definition: pulumi.Input[str]
+    region: pulumi.Input[str]
+    timeout_seconds: int = DEFAULT_TIMEOUT_S
+
+
+class DeploymentCheck(dynamic.Resource):
+    """See the module docstring."""
+
+    verdict: pulumi.Output[str]
+
+    def __init__(
+        self,
+        name: str,
+        args: DeploymentCheckArgs,
+        opts: pulumi.ResourceOptions | None = None,
+        provider: DeploymentCheckProvider | None = None,
+    ) -> None:
+        props = {
+            "cluster": args.cluster,
+            "service": args.service,
+            "task_definition": args.task_definition,
+            "region": args.region,
+            "timeout_seconds": args.timeout_seconds,
+            "verdict": None,
+        }
+        super().__init__(provider or DeploymentCheckProvider(), name, props, opts)

@@ -1,0 +1,199 @@
+"""``SmokeProbe``: the task definition ``python -m ops smoke`` runs inside the VPC.
+
+The load balancer is internal, so the post-deploy check must run in the VPC: a one-off Fargate
+task from the service image, entry point ``python -m ops.smoke_probe`` (a container override can
+replace only the command, so the probe is the entry point of its own task definition, as the
+model sync is). It mounts the model store read-only to list the published models, calls the
+service through the load balancer's URL (``SMOKE_URL``), prints one line per model to its log
+group and exits with the probe's exit code (ops/smoke_probe.py).
+
+Least privilege: a security group with no ingress and egress only to the load balancer's listener
+ports (inside the VPC; anywhere for a public load balancer, reached at its public addresses),
+HTTPS (ECR, logs) and NFS to the store; an execution role that pulls the
+image and writes its own log group; a task role that only mounts the store read-only.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+
+from components.ecs_service import (
+    APP_USER,
+    MODEL_PATH,
+    ModelStore,
+    execution_role_trust_policy,
+    execution_statements,
+    task_egress,
+    task_role_trust_policy,
+)
+from components.iam import policy_json
+from ops.smoke_probe import CONTAINER_NAME, LOG_STREAM_PREFIX
+
+ENTRY_POINT = ["python", "-m", "ops.smoke_probe"]
+
+
+@dataclass
+class SmokeProbeArgs:
+    vpc_id: pulumi.Input[str]
+    vpc_cidr_block: pulumi.Input[str]
+    image: pulumi.Input[str]
+    url: pulumi.Input[str]  # the service's load balancer URL
+    listener_ports: Sequence[int]
+    model_store: ModelStore
+    # a public ALB is reached at its public addresses (through NAT), not inside the VPC range
+    public_load_balancer: bool = False
+    architecture: str = "X86_64"
+    log_retention_days: int = 30
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+
+def smoke_container_definition(
+    *, image: str, url: str, log_group: str, region: str, mount_points: Sequence[Mapping[str, Any]]
+) -> dict[str, Any]:
+    """The probe container, in ECS API field names."""
+    return {
+        "name": CONTAINER_NAME,
+        "image": image,
+        "essential": True,
+        "user": APP_USER,
+        "entryPoint": list(ENTRY_POINT),
+        "command": [],
+        "environment": [
+            {"name": "MODEL_DIR", "value": MODEL_PATH},
+            {"name": "SMOKE_URL", "value": url},
+        ],
+        "mountPoints": [dict(m) for m in mount_points],
+        "readonlyRootFilesystem": True,
+        "logConfiguration": {
+            "logDriver": "awslogs",
+            "options": {
+                "awslogs-group": log_group,
+                "awslogs-region": region,
+                "awslogs-stream-prefix": LOG_STREAM_PREFIX,
+            },
+        },
+    }
+
+
+class SmokeProbe(pulumi.ComponentResource):
+    """Task definition, roles, security group and log group of the smoke probe."""
+
+    task_definition_arn: pulumi.Output[str]
+    security_group_id: pulumi.Output[str]
+    log_group_name: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, args: SmokeProbeArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("onnx-ecs:index:SmokeProbe", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        tags = {**args.tags, "job": "smoke"}
+        invoke = pulumi.InvokeOutputOptions(parent=self)
+        region = aws.get_region_output(opts=invoke).region
+
+        group = aws.ec2.SecurityGroup(
+            f"{name}-sg",
+            vpc_id=args.vpc_id,
+            description="Smoke probe tasks: no ingress; to the ALB, HTTPS and NFS out",
+            tags=tags,
+            opts=child,
+        )
+        for port in args.listener_ports:
+            aws.vpc.SecurityGroupEgressRule(
+                f"{name}-out-alb-{port}",
+                security_group_id=group.id,
+                ip_protocol="tcp",
+                from_port=port,
+                to_port=port,
+                cidr_ipv4="0.0.0.0/0" if args.public_load_balancer else args.vpc_cidr_block,
+                description="to the load balancer's listener",
+                tags=tags,
+                opts=child,
+            )
+        task_egress(name, group, args.model_store, child, tags)
+        args.model_store.allow_from(name, group.id)
+
+        log_group = aws.cloudwatch.LogGroup(
+            f"{name}-logs", retention_in_days=args.log_retention_days, tags=tags, opts=child
+        )
+        execution_role = aws.iam.Role(
+            f"{name}-execution-role",
+            assume_role_policy=execution_role_trust_policy(self),
+            description="ECS agent for the smoke probe: pull the image, write its log group",
+            tags=tags,
+            opts=child,
+        )
+        aws.iam.RolePolicy(
+            f"{name}-execution-policy",
+            role=execution_role.id,
+            policy=pulumi.Output.all(args.image, log_group.arn).apply(
+                lambda v: json.dumps(
+                    {
+                        "Version": "2012-10-17",
+                        "Statement": execution_statements(v[0], v[0], f"{v[1]}:*"),
+                    }
+                )
+            ),
+            opts=child,
+        )
+        task_role = aws.iam.Role(
+            f"{name}-task-role",
+            assume_role_policy=task_role_trust_policy(self),
+            description="Smoke probe: list the model store (read-only mount)",
+            tags=tags,
+            opts=child,
+        )
+        aws.iam.RolePolicy(
+            f"{name}-task-policy",
+            role=task_role.id,
+            policy=policy_json([args.model_store.task_role_statement(write=False)]),
+            opts=child,
+        )
+        mount_points = [args.model_store.mount_point(MODEL_PATH, read_only=True)]
+        task_definition = aws.ecs.TaskDefinition(
+            f"{name}-taskdef",
+            family=name,
+            network_mode="awsvpc",
+            requires_compatibilities=["FARGATE"],
+            cpu="256",
+            memory="512",
+            runtime_platform=aws.ecs.TaskDefinitionRuntimePlatformArgs(
+                operating_system_family="LINUX", cpu_architecture=args.architecture
+            ),
+            task_role_arn=task_role.arn,
+            execution_role_arn=execution_role.arn,
+            container_definitions=pulumi.Output.all(
+                args.image, args.url, log_group.name, region
+            ).apply(
+                lambda v: json.dumps(
+                    [
+                        smoke_container_definition(
+                            image=v[0],
+                            url=v[1],
+                            log_group=v[2],
+                            region=v[3],
+                            mount_points=mount_points,
+                        )
+                    ]
+                )
+            ),
+            volumes=[args.model_store.volume()],
+            tags=tags,
+            opts=child,
+        )
+        self.task_definition_arn = task_definition.arn
+        self.security_group_id = group.id
+        self.log_group_name = log_group.name
+        self.register_outputs(
+            {
+                "task_definition_arn": self.task_definition_arn,
+                "security_group_id": self.security_group_id,
+                "log_group_name": self.log_group_name,
+            }
+        )
