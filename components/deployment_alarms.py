@@ -40,6 +40,17 @@ class DeploymentAlarmSettings:
     unhealthy_hosts: int = 1
     evaluation_periods: int = 3  # minutes in ALARM before ECS fails the deployment
 
+    def deployment_check_timeout(self, base_seconds: int) -> int:
+        """How long the deploy-time check may wait for ECS to call the deployment COMPLETED.
+
+        After the tasks are steady ECS keeps watching the alarms for a bake time that it
+        "computes ... based on the alarm configuration" and that cannot be set (ECS Developer
+        Guide, "How CloudWatch alarms detect Amazon ECS deployment failures"): the longer the
+        alarms' evaluation window, the longer the bake. Twice that window on top of the base
+        allowance, so a long window never times out a healthy deployment.
+        """
+        return base_seconds + 2 * self.evaluation_periods * PERIOD_S
+
     def validate(self) -> None:
         """Fail at preview with the value and what is accepted."""
         if not 0 < self.error_rate_percent <= 100:

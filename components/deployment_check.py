@@ -22,7 +22,7 @@ import pulumi
 import pulumi.dynamic as dynamic
 
 from components.model_publish import ecs_client
-from ops.deployment import wait_for_deployment
+from ops.deployment import EXIT_ROLLED_BACK, wait_for_deployment
 
 TRIGGERS = ("cluster", "service", "task_definition")
 DEFAULT_TIMEOUT_S = 1800
@@ -76,8 +76,29 @@ class DeploymentCheckProvider(dynamic.ResourceProvider):
                 "  the service runs its previous revision (if it had one); details on demand: "
                 "python -m ops deployment --stack-outputs outputs.json"
             )
+            if verdict.exit_code == EXIT_ROLLED_BACK:
+                lines += retry_lines(props)
             raise RuntimeError("\n".join(lines))
         return {**props, "verdict": verdict.headline}
+
+
+def retry_lines(props: dict[str, Any]) -> list[str]:
+    """How to deploy the same revision again once the cause is fixed.
+
+    Pulumi may have recorded the service as updated to this revision; then the next ``pulumi up``
+    shows no change to the service, starts no ECS deployment and only judges the failed one
+    again. A cause outside the revision (a model not yet published, a quota, Fargate capacity, a
+    noisy alarm) needs a new deployment of the same revision, which ``UpdateService`` with
+    ``forceNewDeployment`` starts; the check then watches that one.
+    """
+    task_definition = props.get("task_definition") or "<the revision to deploy>"
+    return [
+        "  if the next `pulumi up` shows no change to the service, it only judges this failed "
+        "deployment again. Change the revision (a new image), or, once a cause outside it is "
+        "fixed, start a new deployment, then run `pulumi up`:",
+        f"    aws ecs update-service --cluster {props['cluster']} --service {props['service']} "
+        f"--task-definition {task_definition} --force-new-deployment",
+    ]
 
 
 @dataclass

@@ -362,3 +362,21 @@ def test_smoke_probe_reaches_a_public_load_balancer_at_its_public_addresses() ->
         if r.name.startswith(f"{NAME}-smoke-out-alb-")
     ]
     assert [(e["fromPort"], e["cidrIpv4"]) for e in egress] == [(80, "0.0.0.0/0")]
+
+
+@pytest.mark.parametrize(("periods", "at_least"), [(3, 1800 + 180), (60, 1800 + 3600)])
+def test_the_deployment_check_waits_longer_than_the_alarms_bake_time(
+    periods: int, at_least: int
+) -> None:
+    """ECS Developer Guide, "How CloudWatch alarms detect Amazon ECS deployment failures": after
+    the tasks are steady ECS keeps monitoring the deployment alarms for a bake time that it
+    "computes ... based on the alarm configuration associated with the deployment. You can't
+    set this value", and only then moves ``rolloutState`` to COMPLETED. With
+    ``alarmEvaluationPeriods`` 60 (accepted) that window alone is an hour, so a fixed 30-minute
+    check would fail every healthy deployment: the check's timeout grows with the window."""
+    mocks, _ = run_stack(DEV, {"alarmEvaluationPeriods": periods})
+    check = mocks.one(PUBLISH, f"{NAME}-deployment-check")
+    assert check.inputs["timeout_seconds"] >= at_least
+    assert check.inputs["timeout_seconds"] == DeploymentAlarmSettings(
+        evaluation_periods=periods
+    ).deployment_check_timeout(1800)

@@ -27,6 +27,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.deployment_alarms import DeploymentAlarms
+from components.deployment_check import DEFAULT_TIMEOUT_S as DEPLOYMENT_CHECK_TIMEOUT_S
 from components.deployment_check import DeploymentCheck, DeploymentCheckArgs
 from components.ecs_service.settings import (
     CONTAINER_INSIGHTS,
@@ -140,18 +141,19 @@ class InferenceService(pulumi.ComponentResource):
         # topic's event rules need the service: deferred outputs close that loop.
         service_arn, resolve_service_arn = pulumi.deferred_output()
         service_name, resolve_service_name = pulumi.deferred_output()
-        notifications = ServiceNotifications(
-            f"{name}-notify",
-            ServiceNotificationsArgs(
-                cluster_arn=args.cluster_arn,
-                service_arn=service_arn,
-                service_name=service_name,
-                email=args.settings.notification_email,
-                tags=self._tags,
-            ),
-            opts=self._child,
-        )
         try:
+            # inside the try: any error from here on must resolve the deferred outputs
+            notifications = ServiceNotifications(
+                f"{name}-notify",
+                ServiceNotificationsArgs(
+                    cluster_arn=args.cluster_arn,
+                    service_arn=service_arn,
+                    service_name=service_name,
+                    email=args.settings.notification_email,
+                    tags=self._tags,
+                ),
+                opts=self._child,
+            )
             alarms = DeploymentAlarms(
                 f"{name}-deploy-alarms",
                 target_group_arn_suffix=target_group.arn_suffix,
@@ -530,6 +532,10 @@ class InferenceService(pulumi.ComponentResource):
                 if args.settings.ignore_task_definition_changes
                 else task_definition.arn,
                 region=aws.get_region_output(opts=invoke).region,
+                # ECS's bake time grows with the alarms' evaluation window
+                timeout_seconds=args.settings.deployment_alarms.deployment_check_timeout(
+                    DEPLOYMENT_CHECK_TIMEOUT_S
+                ),
             ),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[service]),
         )

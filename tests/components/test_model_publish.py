@@ -361,3 +361,51 @@ def test_deploy_time_code_imports_only_infra_dependencies() -> None:
     runtime_only = {"fastapi", "uvicorn", "onnxruntime", "rich", "starlette", "pydantic_settings"}
     assert loaded & runtime_only == set()
     assert {"boto3", "onnx", "numpy"} - loaded == {"boto3"}  # boto3 only when a client is made
+
+
+def test_providers_serialize_by_reference_and_load_in_a_fresh_interpreter() -> None:
+    """What the engine stores and later runs: ``pulumi.dynamic.Resource`` pickles the provider
+    instance with dill (``serialize_provider``: ``dill.dumps(provider, recurse=True)``) into the
+    ``__provider`` property, and the dynamic provider host (``python -m pulumi.dynamic``, started
+    in the project directory) unpickles it for check/diff/create/update (pulumi/pulumi#2900,
+    "Python Dynamic Providers": byte code "is not safely versioned across Python versions").
+
+    So the provider must capture nothing that cannot be pickled (an ECS client, a lock, an open
+    session) and its code must be referenced by module, not embedded as byte code: then a state
+    written from a Mac with Python 3.12 still loads in CI with Python 3.11, and the code that runs
+    is the checked-out code. The clients are made only inside create/update."""
+    import base64
+    import pickletools
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from pulumi.dynamic.dynamic import serialize_provider
+
+    from components.deployment_check import DeploymentCheckProvider
+
+    root = Path(__file__).resolve().parents[2]
+    for provider in (ModelPublishProvider(), DeploymentCheckProvider()):
+        blob = serialize_provider(provider)
+        ops = {op.name for op, _arg, _pos in pickletools.genops(base64.b64decode(blob))}
+        strings = [
+            a for _op, a, _pos in pickletools.genops(base64.b64decode(blob)) if isinstance(a, str)
+        ]
+        assert "co_code" not in strings and "_create_code" not in strings  # no byte code
+        assert "STACK_GLOBAL" in ops or "GLOBAL" in ops
+        code = (
+            "import base64, dill, sys\n"
+            f"p = dill.loads(base64.b64decode({blob!r}))\n"
+            "print(type(p).__module__, type(p).__name__, p.client_factory.__name__, "
+            "p.sleep.__name__)\n"
+        )
+        result = subprocess.run(
+            [sys.executable, "-c", code],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=120,
+        )
+        module = type(provider).__module__
+        assert result.stdout.split() == [module, type(provider).__name__, "ecs_client", "sleep"]

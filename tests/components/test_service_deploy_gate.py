@@ -58,3 +58,21 @@ def test_bad_alarm_settings_fail_before_the_component_registers_anything() -> No
         deploy(service_args(settings=settings))
     # only the collaborators the test program builds first exist; nothing of the service
     assert [r.name for r in MOCKS.resources if r.name.startswith("svc")] == []
+
+
+@pytest.mark.timeout(60)  # the notifications were built outside the guarded block: a hang
+def test_a_failing_notification_topic_fails_the_program_instead_of_hanging(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """pulumi/pulumi#18559 ("preview hangs when `deferred_output` can't be resolved, hides
+    errors"): the program waits for every deferred output, so each step between creating the
+    service's deferred ARN/name and resolving them must resolve them on error, the topic that
+    consumes them included."""
+    import components.ecs_service.service as service_module
+
+    def broken(*_args: Any, **_kwargs: Any) -> Any:
+        raise ValueError("notification e-mail refused")
+
+    monkeypatch.setattr(service_module, "ServiceNotifications", broken)
+    with pytest.raises(ValueError, match="notification e-mail refused"):
+        deploy(service_args())

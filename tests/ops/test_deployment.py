@@ -263,3 +263,37 @@ def test_cli_exit_codes(ecs: tuple[Any, Stubber]) -> None:
     with redirect_stdout(out):
         assert main(["--service", SERVICE], ecs=client) == 2
     assert "was rolled back" in out.getvalue()
+
+
+def test_a_failed_first_deployment_says_how_to_deploy_the_same_revision_again(
+    ecs: tuple[Any, Stubber],
+) -> None:
+    """A failed check leaves the service recorded at the new revision, so the next `pulumi up`
+    may start no ECS deployment and judge the same failed one forever: the error names the
+    command that starts a new deployment of that revision.
+
+    Amazon ECS Developer Guide, "How the Amazon ECS deployment circuit breaker detects
+    failures": a failed deployment "will not launch any new tasks"; with rollback, the service
+    returns to the last COMPLETED deployment. Amazon ECS API Reference, UpdateService,
+    ``forceNewDeployment``: "Determines whether to force a new deployment of the service ...
+    you can use this option to start a new deployment with no service definition changes"."""
+    client, stub = ecs
+    # first deployment: nothing to roll back to, the breaker leaves it FAILED
+    expect_service(
+        stub,
+        deployment(NEW_ID, NEW_TD, "PRIMARY", "FAILED", reason="circuit breaker", running=0),
+    )
+    stub.add_response(
+        "list_tasks",
+        {"taskArns": []},
+        {"cluster": CLUSTER, "startedBy": NEW_ID, "desiredStatus": "STOPPED"},
+    )
+    clock = FakeClock()
+    check = DeploymentCheckProvider(lambda region: client, sleep=clock.sleep, clock=clock)
+    props = {"cluster": CLUSTER, "service": SERVICE, "task_definition": NEW_TD, "region": REGION}
+    with pytest.raises(RuntimeError) as err:
+        check.create(props)
+    assert (
+        f"aws ecs update-service --cluster {CLUSTER} --service {SERVICE} "
+        f"--task-definition {NEW_TD} --force-new-deployment"
+    ) in str(err.value)
