@@ -34,7 +34,7 @@ lint: $(VENV)/.dev
 
 ## Lint, then run the whole test suite
 test: lint
-	$(BIN)/pytest
+	HYPOTHESIS_PROFILE=$${HYPOTHESIS_PROFILE:-ci} $(BIN)/pytest
 
 ## Throughput/latency vs a naive FastAPI server and MLServer (needs wrk: apt-get install wrk)
 bench: $(VENV)/.dev

@@ -17,6 +17,7 @@ from pathlib import Path
 import uvicorn
 
 from service.app import create_app
+from service.http_protocol import http_protocol
 from service.logs import configure_logging
 from service.settings import Settings
 
@@ -50,10 +51,11 @@ def main(argv: list[str] | None = None) -> None:
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        http="httptools",
+        http=http_protocol(settings),
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=math.ceil(settings.graceful_shutdown_s),
+        timeout_keep_alive=settings.keep_alive_timeout_s,
         server_header=False,
     )
     # uvicorn re-raises the SIGTERM it handled once shutdown is done, under the handler that was

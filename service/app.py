@@ -30,7 +30,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from service import __version__
 from service.batching import BatchingScheduler
 from service.dataplane import DataPlane
-from service.errors import InferenceError, ModelNotFound
+from service.errors import InferenceError, InvalidInput, ModelNotFound
+from service.head import HeadAsGet
 from service.infer_route import InferRoute, openapi_paths
 from service.metrics import Metrics
 from service.middleware import ObservabilityMiddleware
@@ -93,6 +94,21 @@ def build_registry(settings: Settings, on_unload: Any = None) -> ModelRegistry:
     return ModelRegistry(settings.model_dir, loader, warmup=settings.warmup, on_unload=on_unload)
 
 
+async def _index_ready_filter(request: Request) -> bool:
+    """The index request's optional ``{"ready": true|false}`` (KServe's repository extension)."""
+    body = await request.body()
+    if not body.strip():
+        return False
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInput(f"repository index request is not valid JSON: {exc}") from None
+    ready = doc.get("ready", False) if isinstance(doc, dict) else None
+    if not isinstance(ready, bool):
+        raise InvalidInput('repository index request must be {"ready": true|false} or empty')
+    return ready
+
+
 def _available_providers() -> list[str]:
     import onnxruntime as ort
 
@@ -134,6 +150,7 @@ def create_app(settings: Settings, scheduler: Scheduler | None = None) -> Servic
         scheduler,
         strict_readiness=settings.strict_readiness,
         repository_api=settings.repository_api,
+        max_request_bytes=settings.max_request_bytes,
     )
 
     @asynccontextmanager
@@ -161,6 +178,7 @@ def create_app(settings: Settings, scheduler: Scheduler | None = None) -> Servic
                 with contextlib.suppress(asyncio.CancelledError):
                     await poller
             scheduler.close()
+            await plane.close()
             log.info("service stopped")
 
     app = ServiceApp(
@@ -242,9 +260,10 @@ def create_app(settings: Settings, scheduler: Scheduler | None = None) -> Servic
             )
 
     @app.post("/v2/repository/index", summary="Repository index")
-    async def repository_index() -> Response:
+    async def repository_index(request: Request) -> Response:
         _require_repository_api()
-        return json_response(await asyncio.to_thread(registry.index))
+        ready_only = await _index_ready_filter(request)
+        return json_response(await asyncio.to_thread(registry.index, ready_only))
 
     @app.post("/v2/repository/models/{model_name}/load", summary="Load or reload a model")
     async def repository_load(model_name: str) -> Response:
@@ -280,10 +299,11 @@ def create_app(settings: Settings, scheduler: Scheduler | None = None) -> Servic
 
     app.openapi = openapi  # type: ignore[method-assign]
     routes = InferRoute(
-        partial(FastAPI.__call__, app),  # every other route: the usual FastAPI stack
+        HeadAsGet(partial(FastAPI.__call__, app)),  # every other route: the usual FastAPI stack
         plane=plane,
         metrics=metrics,
         max_request_bytes=settings.max_request_bytes,
+        body_timeout_s=settings.request_body_timeout_s,
     )
     app.front = ObservabilityMiddleware(routes, metrics=metrics, access_log=settings.access_log)
     return app

@@ -60,7 +60,7 @@ class VersionQueue:
     def __init__(self, model: ModelVersion, config: BatchingConfig, metrics: Metrics) -> None:
         self.model = model
         self.config = config
-        self.batching = config.batching and model.batchable
+        self.batching = model.dynamic_batching  # config, structure and probe (model.py)
         self._items: deque[_Pending] = deque()
         self._cond = threading.Condition()
         self._closing = False
@@ -82,10 +82,10 @@ class VersionQueue:
 
     def submit(self, feeds: dict[str, np.ndarray]) -> asyncio.Future:
         future = self._loop.create_future()
-        rows = {a.shape[0] for a in feeds.values()}
-        if self.batching and len(rows) == 1:
+        rows = {a.shape[0] if a.ndim else None for a in feeds.values()}
+        if self.batching and len(rows) == 1 and None not in rows:
             item = _Pending(feeds, rows.pop(), batch_key(feeds), future)
-        else:  # not batchable, or inputs disagree on their first dimension: run it alone
+        else:  # not batchable, scalar, or inputs disagree on their first dimension: run alone
             item = _Pending(feeds, 1, None, future)
         with self._cond:
             if len(self._items) >= self.config.max_queue_size:

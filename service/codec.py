@@ -52,6 +52,7 @@ def _load_json(raw: bytes | memoryview) -> Any:
 
 
 MAX_RANK = 32
+MAX_ELEMENTS = 2**40  # far beyond any body the service accepts, far below numpy's limit
 
 
 def _shape(tensor: dict[str, Any], name: str) -> tuple[int, ...]:
@@ -65,6 +66,13 @@ def _shape(tensor: dict[str, Any], name: str) -> tuple[int, ...]:
     if len(shape) > MAX_RANK:
         raise InvalidInput(
             f"input '{name}': 'shape' has {len(shape)} dimensions; at most {MAX_RANK} are accepted"
+        )
+    # Even a zero-element tensor must have a shape an array can describe: numpy (and ORT) refuse
+    # one whose non-zero dimensions multiply past what memory could ever address.
+    if math.prod(d for d in shape if d) > MAX_ELEMENTS:
+        raise InvalidInput(
+            f"input '{name}': shape {shape} is too large: the product of its non-zero "
+            f"dimensions must be at most {MAX_ELEMENTS}"
         )
     return tuple(shape)
 
@@ -141,78 +149,192 @@ def _from_binary(chunk: memoryview, datatype: str, shape: tuple[int, ...], name:
             f"input '{name}': binary_data_size is {len(chunk)} bytes but shape {list(shape)} "
             f"of {datatype} needs {expected} bytes"
         )
+    if datatype == "BOOL":
+        raw = np.frombuffer(chunk, dtype=np.uint8)
+        if raw.size and raw.max() > 1:
+            bad = int(raw[raw > 1][0])
+            raise InvalidInput(
+                f"input '{name}': BOOL bytes must be 0 (false) or 1 (true), got {bad}"
+            )
     array = np.frombuffer(chunk, dtype=dtype.newbyteorder("<")).reshape(shape)
     if not array.flags.aligned or array.dtype.byteorder == ">":
         array = array.astype(dtype)
     return array
 
 
+def raw_tensor(
+    chunk: bytes | memoryview, datatype: str, shape: tuple[int, ...], name: str
+) -> np.ndarray:
+    """One tensor from its raw little-endian bytes (the binary extension's, or gRPC's
+    ``raw_input_contents``): sizes checked, BOOL bytes 0/1 only, BYTES length-prefixed."""
+    return _from_binary(memoryview(chunk), datatype, shape, name)
+
+
 def _from_json(data: Any, datatype: str, shape: tuple[int, ...], name: str) -> np.ndarray:
     if not isinstance(data, list):
         data = [data]
     count = math.prod(shape)
+    flat = _flatten(data, datatype, name)
+    if len(flat) != count:
+        raise InvalidInput(
+            f"input '{name}': shape {list(shape)} has {count} elements but 'data' has {len(flat)}"
+        )
     if datatype == "BYTES":
-        try:
-            flat = np.asarray(data, dtype=object).reshape(-1)
-        except ValueError:
-            raise InvalidInput(f"input '{name}': 'data' is a ragged nested list") from None
         if not all(isinstance(x, str) for x in flat):
             raise InvalidInput(f"input '{name}': BYTES data must be strings")
-        array = np.empty(flat.size, dtype=object)
+        array = np.empty(len(flat), dtype=object)
         array[:] = [x.encode() for x in flat]
     else:
-        array = _numbers(data, datatype, name)
-    if array.size != count:
-        raise InvalidInput(
-            f"input '{name}': shape {list(shape)} has {count} elements but 'data' has {array.size}"
-        )
+        array = json_numbers(flat, datatype, name)
     return array.reshape(shape)
 
 
-def _numbers(data: list[Any], datatype: str, name: str) -> np.ndarray:
-    """JSON numbers as a numeric array, refusing what numpy would silently coerce: strings,
-    nulls, booleans for numbers (and numbers for BOOL), fractions for integer types, and values
-    outside the type's range."""
+def _flatten(data: list[Any], datatype: str, name: str) -> list[Any] | np.ndarray:
+    """The leaves of a (nested) JSON list, in row-major order, every Python value as parsed
+    (no float64 detour, so integers stay exact). A flat list is returned as it is: no copy."""
+    if not data or type(data[0]) is not list:  # lists further on fail the type checks
+        return data
     try:
-        probe = np.asarray(data)
-    except (ValueError, TypeError) as exc:
-        raise InvalidInput(f"input '{name}': 'data' cannot be read as {datatype}: {exc}") from None
-    dtype = V2_TO_NUMPY[datatype]
-    if probe.size == 0:
-        return probe.astype(dtype)
-    kind = probe.dtype.kind
-    if kind not in "biuf":
+        nested = np.array(data, dtype=object)
+    except ValueError:
         raise InvalidInput(
-            f"input '{name}': 'data' cannot be read as {datatype}: it holds values that are not "
-            "numbers (strings, nulls, or integers beyond 64 bits)"
+            f"input '{name}': 'data' cannot be read as {datatype}: it is a ragged nested list"
+        ) from None
+    flat = nested.reshape(-1)
+    if any(type(x) is list for x in flat):  # lists at different depths
+        raise InvalidInput(
+            f"input '{name}': 'data' cannot be read as {datatype}: it is a ragged nested list"
         )
+    return flat
+
+
+# JSON has no NaN or infinity; like protobuf's JSON mapping, they travel as these strings.
+NON_FINITE_IN = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+_EXACT_FLOAT_INT = 2**53  # beyond this a JSON float may already have lost integer digits
+# The smallest magnitude that rounds to infinity (round-to-nearest-even: halfway past the
+# largest finite value): anything below rounds to a finite value of the type.
+_ROUNDS_TO_INFINITY = {"FP32": (2 - 2**-24) * 2.0**127, "FP16": 65520.0}
+
+
+def json_numbers(flat: np.ndarray | list[Any], datatype: str, name: str) -> np.ndarray:
+    """JSON values (a flat sequence) as a ``datatype`` array: exact or refused (InvalidInput).
+
+    Refused: strings, nulls, booleans for numbers (and numbers for BOOL), fractions for integer
+    types, integers outside the type's range, floats beyond 2**53 for integer types (JSON parsing
+    may already have rounded them), and finite numbers a float type cannot hold (``1e39`` as FP32).
+    Also used by transports that receive typed lists (gRPC)."""
+    dtype = V2_TO_NUMPY[datatype]
+    values = flat
+    if len(values) == 0:
+        return np.empty(0, dtype=dtype)
+    if dtype.kind == "f" and type(values[0]) is not bool:
+        # Fast path for the common case, plain numbers: numpy's own probe is exact for floats
+        # (a float type rounds integers anyway). Strings, nulls, objects, integers past 64 bits
+        # and nesting make the probe non-numeric and take the full check below. Booleans are
+        # looked for on the first value only here, as numpy would turn them into 1.0/0.0.
+        try:
+            probe = np.array(values)
+        except (ValueError, TypeError):
+            probe = None
+        if probe is not None and probe.ndim == 1 and probe.dtype.kind in "fiu":
+            return _fit_float(probe.astype(np.float64, copy=False), False, dtype, datatype, name)
+    types = set(map(type, values))
     if datatype == "BOOL":
-        if kind != "b":
+        if types != {bool}:
             raise InvalidInput(f"input '{name}': BOOL data must be true/false values")
-        return probe
-    if kind == "b" or _has_bools(data):
+        return np.array(values, dtype=np.bool_)
+    if bool in types:
         raise InvalidInput(f"input '{name}': 'data' holds booleans but datatype is {datatype}")
     if dtype.kind in "iu":
-        if kind == "f" and not np.array_equal(probe, np.floor(probe)):
-            raise InvalidInput(
-                f"input '{name}': 'data' holds non-integer values but datatype is {datatype}"
-            )
-        info = np.iinfo(dtype)
-        if probe.min() < info.min or probe.max() > info.max:
-            raise InvalidInput(
-                f"input '{name}': 'data' cannot be read as {datatype}: values outside "
-                f"[{info.min}, {info.max}]"
-            )
-    with np.errstate(over="ignore"):  # a float beyond FP16/FP32 range becomes inf, as in C
-        return probe.astype(dtype, copy=False)
+        return _integers(values, types, dtype, datatype, name)
+    return _floats(values, types, dtype, datatype, name)
 
 
-def _has_bools(data: list[Any]) -> bool:
-    """Cheap check of the first leaf: numpy silently turns JSON true/false into 1/0."""
-    first: Any = data
-    while isinstance(first, list) and first:
-        first = first[0]
-    return isinstance(first, bool)
+def _integers(
+    values: np.ndarray | list[Any], types: set[type], dtype: np.dtype, datatype: str, name: str
+) -> np.ndarray:
+    if not types <= {int, float}:
+        raise InvalidInput(
+            f"input '{name}': 'data' cannot be read as {datatype}: it holds values that are not "
+            "numbers (strings or nulls)"
+        )
+    if float in types:
+        fixed = []
+        for x in values:
+            if type(x) is float:
+                if not x.is_integer():
+                    raise InvalidInput(
+                        f"input '{name}': 'data' holds non-integer values ({x!r}) but datatype "
+                        f"is {datatype}"
+                    )
+                if abs(x) > _EXACT_FLOAT_INT:
+                    raise InvalidInput(
+                        f"input '{name}': {x!r} is written as a float beyond 2**53, so its exact "
+                        f"integer value is unknown; write {datatype} values as JSON integers"
+                    )
+                x = int(x)
+            fixed.append(x)
+        values = fixed
+    info = np.iinfo(dtype)
+    try:  # exact for Python ints (an out-of-range one raises, never wraps)
+        wide: np.ndarray | None = np.array(values, dtype=np.int64)
+    except OverflowError:  # above 2**63 - 1: only UINT64 can hold it, and only if none is < 0
+        try:
+            wide = np.array(values, dtype=np.uint64) if min(values) >= 0 else None
+        except OverflowError:
+            wide = None
+    if wide is None or int(wide.min()) < info.min or int(wide.max()) > info.max:
+        low, high = min(values), max(values)  # Python ints: exact at any size
+        bad = low if low < info.min else high
+        raise InvalidInput(
+            f"input '{name}': 'data' cannot be read as {datatype}: {bad} is one of its "
+            f"values outside [{info.min}, {info.max}]"
+        )
+    return wide.astype(dtype, copy=False)
+
+
+def _floats(
+    values: np.ndarray | list[Any], types: set[type], dtype: np.dtype, datatype: str, name: str
+) -> np.ndarray:
+    non_finite = str in types
+    if non_finite:
+        strings = [x for x in values if type(x) is str]
+        unknown = next((s for s in strings if s not in NON_FINITE_IN), None)
+        if unknown is not None:
+            raise InvalidInput(
+                f"input '{name}': 'data' cannot be read as {datatype}: it holds values that are "
+                f"not numbers ({unknown!r}); {datatype} data takes JSON numbers and the strings "
+                f"{sorted(NON_FINITE_IN)}"
+            )
+        values = [NON_FINITE_IN[x] if type(x) is str else x for x in values]
+        types = set(map(type, values))
+    if not types <= {int, float}:
+        raise InvalidInput(
+            f"input '{name}': 'data' cannot be read as {datatype}: it holds values that are not "
+            "numbers (nulls, objects)"
+        )
+    try:
+        wide = np.array(values, dtype=np.float64)
+    except OverflowError:
+        raise InvalidInput(f"input '{name}': a value is beyond {datatype}'s range") from None
+    return _fit_float(wide, non_finite, dtype, datatype, name)
+
+
+def _fit_float(
+    wide: np.ndarray, non_finite: bool, dtype: np.dtype, datatype: str, name: str
+) -> np.ndarray:
+    """``wide`` (float64) as ``dtype``, refusing finite values that would become infinite."""
+    limit = _ROUNDS_TO_INFINITY.get(datatype)
+    if limit is None:  # FP64
+        return wide
+    magnitude = np.abs(wide[np.isfinite(wide)] if non_finite else wide)
+    if magnitude.size and magnitude.max() >= limit:
+        bad = float(magnitude[magnitude >= limit][0])
+        raise InvalidInput(
+            f"input '{name}': {bad!r} is beyond {datatype}'s range "
+            f"(largest finite value {float(np.finfo(dtype).max)!r})"
+        )
+    return wide.astype(dtype)  # no overflow left: rounding only
 
 
 def _requested_outputs(raw: Any, default_binary: bool) -> list[RequestedOutput] | None:
@@ -221,9 +343,13 @@ def _requested_outputs(raw: Any, default_binary: bool) -> list[RequestedOutput] 
     if not isinstance(raw, list):
         raise InvalidInput("'outputs' must be a list of objects with a 'name'")
     result = []
+    seen: set[str] = set()
     for item in raw:
         if not isinstance(item, dict) or not isinstance(item.get("name"), str):
             raise InvalidInput("each entry of 'outputs' must be an object with a string 'name'")
+        if item["name"] in seen:  # each copy would be encoded again: a cheap way to a huge body
+            raise InvalidInput(f"output '{item['name']}' is requested more than once")
+        seen.add(item["name"])
         params = item.get("parameters") or {}
         if not isinstance(params, dict):
             raise InvalidInput(f"output '{item['name']}': 'parameters' must be an object")
@@ -304,13 +430,22 @@ def decode_request(body: bytes, header_length: int | None = None) -> InferReques
     )
 
 
+NON_FINITE_OUT = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
+
+
 def _json_data(array: np.ndarray) -> Any:
     if array.dtype == object or array.dtype.kind in ("U", "S"):
         return [
             x.decode("utf-8", "backslashreplace") if isinstance(x, bytes) else str(x)
             for x in array.reshape(-1)
         ]
-    return np.ascontiguousarray(array).reshape(-1)
+    flat = np.ascontiguousarray(array).reshape(-1)
+    if flat.dtype.kind == "f" and not np.isfinite(flat).all():
+        # JSON has no NaN/infinity (orjson would write null, which no client can tell from a
+        # missing value): they go out as the strings "NaN", "Infinity" and "-Infinity", as in
+        # protobuf's JSON mapping, and the decoder accepts them back.
+        return [x if math.isfinite(x) else NON_FINITE_OUT[str(x)] for x in flat.tolist()]
+    return flat
 
 
 def encode_response(

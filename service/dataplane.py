@@ -6,14 +6,17 @@ into ``{"error": ...}`` responses (the MLServer ``handlers/dataplane.py`` split)
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
-from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument as OrtInvalidArgument
-
 from service import __version__
-from service.codec import decode_request, encode_response
-from service.errors import InvalidInput, ModelNotReady
+from service.codec import InferRequest, decode_request, encode_response
+from service.compression import decompress
+from service.decode_offload import INLINE_BYTES, PROCESS_JSON_BYTES, ByteBudget
+from service.decode_worker import DecodeWorker
+from service.errors import ModelNotReady
 from service.repository import ModelRegistry
+from service.run_errors import client_error
 from service.scheduler import Scheduler
 from service.signature import validate_inputs, validate_outputs
 
@@ -30,11 +33,15 @@ class DataPlane:
         *,
         strict_readiness: bool = False,
         repository_api: bool = False,
+        max_request_bytes: int = 64 * 1024 * 1024,
     ) -> None:
         self.registry = registry
         self.scheduler = scheduler
         self.strict_readiness = strict_readiness
         self.repository_api = repository_api
+        self.max_request_bytes = max_request_bytes
+        self._decode_budget = ByteBudget(max_request_bytes)
+        self._decode_worker = DecodeWorker()
 
     def server_metadata(self) -> dict[str, Any]:
         extensions = ["binary_tensor_data"]
@@ -59,15 +66,50 @@ class DataPlane:
             return False
         return True
 
+    async def decode(
+        self, body: bytes, header_length: int | None, content_encoding: str | None = None
+    ) -> InferRequest:
+        """Decode a request body (decompressing it first); big ones off the event loop."""
+        if content_encoding is None and len(body) <= INLINE_BYTES:
+            return decode_request(body, header_length)
+        return await self._decode_budget.run(
+            len(body), self._decode_large, body, header_length, content_encoding
+        )
+
+    async def _decode_large(
+        self, body: bytes, header_length: int | None, content_encoding: str | None
+    ) -> InferRequest:
+        if content_encoding is not None:  # zlib releases the GIL while it inflates
+            body = await asyncio.to_thread(
+                decompress, body, content_encoding, self.max_request_bytes
+            )
+        json_bytes = len(body) if header_length is None else header_length
+        if json_bytes > PROCESS_JSON_BYTES:  # JSON parsing would hold the GIL for too long
+            return await self._decode_worker.decode(body, header_length)
+        return await asyncio.to_thread(decode_request, body, header_length)
+
+    async def close(self) -> None:
+        """Stop the decoder process (at shutdown)."""
+        await self._decode_worker.close()
+
     async def infer(
-        self, name: str, version: str | None, body: bytes, header_length: int | None
+        self,
+        name: str,
+        version: str | None,
+        body: bytes,
+        header_length: int | None,
+        content_encoding: str | None = None,
     ) -> tuple[bytes, int | None]:
-        """Run one inference request; returns (body, ``Inference-Header-Content-Length``)."""
+        """Run one inference request; returns (body, ``Inference-Header-Content-Length``).
+
+        ``content_encoding``: gzip or deflate when the body is compressed (see compression.py).
+        """
         if not self.registry.initial_load_done:
             raise ModelNotReady("the service is still loading models; retry shortly")
         model = self.registry.get(name, version)
-        request = decode_request(body, header_length)
+        request = await self.decode(body, header_length, content_encoding)
         validate_inputs(model.name, model.inputs, request.inputs)
+        feeds = model.prepare(request.inputs)
         if request.outputs is None:
             names = model.output_names
             binary = [request.binary_output] * len(names)
@@ -76,13 +118,18 @@ class DataPlane:
             validate_outputs(model.name, model.outputs, names)
             binary = [o.binary for o in request.outputs]
         try:
-            arrays = await self.scheduler.run(model, request.inputs, names)
-        except OrtInvalidArgument as exc:  # ORT's own check of the input values
-            raise InvalidInput(f"model '{model.name}' rejected the input: {exc}") from None
+            arrays = await self.scheduler.run(model, feeds, names)
+        except Exception as exc:  # the values made a node fail: the client's error, not ours
+            rejected = client_error(model.name, exc)
+            if rejected is None:
+                raise
+            raise rejected from None
         specs = model.output_specs
-        return encode_response(
-            model.name,
-            str(model.version),
-            [(n, specs[n].datatype, a, b) for n, a, b in zip(names, arrays, binary, strict=True)],
-            request.id,
+        outputs = [
+            (n, specs[n].datatype, a, b) for n, a, b in zip(names, arrays, binary, strict=True)
+        ]
+        if sum(a.nbytes for a in arrays) <= INLINE_BYTES:
+            return encode_response(model.name, str(model.version), outputs, request.id)
+        return await asyncio.to_thread(
+            encode_response, model.name, str(model.version), outputs, request.id
         )

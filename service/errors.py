@@ -45,3 +45,15 @@ class ServerBusy(InferenceError):
 
     def __init__(self, message: str, retry_after_s: int = 1) -> None:
         super().__init__(message, headers={"Retry-After": str(retry_after_s)})
+
+
+class RequestTimeout(InferenceError):
+    """The client did not send the whole request in time (408)."""
+
+    status_code = 408
+
+
+class UnsupportedMediaType(InferenceError):
+    """The body uses a Content-Encoding the service does not decode (415)."""
+
+    status_code = 415

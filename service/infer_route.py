@@ -9,6 +9,7 @@ FastAPI. The OpenAPI schema documents this route too (``openapi_paths``).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -17,8 +18,9 @@ from typing import Any
 import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from service.compression import parse_encoding
 from service.dataplane import DataPlane
-from service.errors import InferenceError, InvalidInput, PayloadTooLarge
+from service.errors import InferenceError, InvalidInput, PayloadTooLarge, RequestTimeout
 from service.metrics import Metrics
 
 log = logging.getLogger("service.app")
@@ -32,12 +34,18 @@ class InferRoute:
     """ASGI middleware answering infer requests; everything else goes to ``app``."""
 
     def __init__(
-        self, app: ASGIApp, plane: DataPlane, metrics: Metrics, max_request_bytes: int
+        self,
+        app: ASGIApp,
+        plane: DataPlane,
+        metrics: Metrics,
+        max_request_bytes: int,
+        body_timeout_s: float = 60.0,
     ) -> None:
         self.app = app
         self.plane = plane
         self.metrics = metrics
         self.limit = max_request_bytes
+        self.body_timeout_s = body_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         match = INFER_PATH.match(scope["path"]) if scope["type"] == "http" else None
@@ -55,16 +63,27 @@ class InferRoute:
         started = time.perf_counter()
         extra_headers: dict[str, str] = {}
         try:
-            declared, header_length = _headers(scope)
+            declared, header_length, encoding = _headers(scope)
+            coding = parse_encoding(encoding)
             if declared is not None and declared > self.limit:
                 raise PayloadTooLarge(
                     f"request body of {declared} bytes exceeds the limit of {self.limit} bytes "
                     "(MAX_REQUEST_BYTES)"
                 )
-            body = await self._read_body(receive)
+            try:
+                async with asyncio.timeout(self.body_timeout_s):
+                    body = await self._read_body(receive)
+            except TimeoutError:
+                raise RequestTimeout(
+                    f"the request body did not arrive within {self.body_timeout_s:g} s "
+                    "(REQUEST_BODY_TIMEOUT_S)",
+                    headers={"Connection": "close"},
+                ) from None
             if body is None:
                 return  # client went away
-            payload, hlen = await self.plane.infer(model, version, body, header_length)
+            payload, hlen = await self.plane.infer(
+                model, version, body, header_length, content_encoding=coding
+            )
             status = 200
         except InferenceError as exc:
             status, payload, hlen = exc.status_code, _error(exc.message), None
@@ -115,12 +134,14 @@ def _error(message: str) -> bytes:
     return orjson.dumps({"error": message})
 
 
-def _headers(scope: Scope) -> tuple[int | None, int | None]:
-    """Content-Length and Inference-Header-Content-Length, as integers when present."""
-    declared = header_length = None
+def _headers(scope: Scope) -> tuple[int | None, int | None, str | None]:
+    """Content-Length and Inference-Header-Content-Length as integers, and Content-Encoding."""
+    declared = header_length = encoding = None
     for key, value in scope["headers"]:
         if key == b"content-length" and value.isdigit():
             declared = int(value)
+        elif key == b"content-encoding":
+            encoding = value.decode("latin-1")
         elif key == b"inference-header-content-length":
             try:
                 header_length = int(value)
@@ -129,7 +150,7 @@ def _headers(scope: Scope) -> tuple[int | None, int | None]:
                     "Inference-Header-Content-Length must be an integer, "
                     f"got {value.decode('latin-1')!r}"
                 ) from None
-    return declared, header_length
+    return declared, header_length, encoding
 
 
 def _operation(summary: str, with_version: bool) -> dict[str, Any]:
@@ -154,7 +175,9 @@ def _operation(summary: str, with_version: bool) -> dict[str, Any]:
                 "200": {"description": "Inference response (JSON, or JSON + binary tensors)"},
                 "400": {"description": "Invalid request", **error},
                 "404": {"description": "Unknown model or version", **error},
+                "408": {"description": "Body not received within REQUEST_BODY_TIMEOUT_S", **error},
                 "413": {"description": "Body over MAX_REQUEST_BYTES", **error},
+                "415": {"description": "Content-Encoding other than gzip/deflate", **error},
                 "503": {"description": "Model not ready, or queue full", **error},
             },
         }

@@ -33,6 +33,9 @@ class BatchingConfig(BaseModel):
     max_queue_delay_us: int = Field(0, ge=0, le=10_000_000)
     max_queue_size: int = Field(1024, ge=1)
     instance_count: int = Field(1, ge=1, le=64)
+    # True when the model's own config file set max_batch_size: the user's word decides batching
+    # (no probe of the first dimension, see batch_probe.py).
+    explicit: bool = False
 
     @property
     def batching(self) -> bool:
@@ -53,6 +56,7 @@ def load_model_config(model_dir: Path, defaults: BatchingConfig) -> BatchingConf
     values: dict[str, Any] = {}
     if "max_batch_size" in raw:
         values["max_batch_size"] = raw["max_batch_size"]
+        values["explicit"] = True
     dynamic = raw.get("dynamic_batching") or {}
     groups = raw.get("instance_group") or []
     if not isinstance(dynamic, dict):

@@ -14,6 +14,7 @@ while requests already holding it finish on it.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -79,6 +80,16 @@ def _reason(exc: OSError) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+_VERSION = re.compile(r"[1-9][0-9]{0,17}")  # ASCII, no leading zero, fits in an int64
+
+
+def version_number(text: str) -> int | None:
+    """The version a folder name or URL segment denotes, or None. Only canonical numbers:
+    ``01`` or a full-width one (U+FF11) are not version 1 (``int()`` would say they are, and a
+    folder ``07`` would silently replace ``007``)."""
+    return int(text) if _VERSION.fullmatch(text) else None
+
+
 ROOT = ""  # in ``unreadable``: the model directory itself could not be listed
 
 
@@ -117,13 +128,15 @@ def scan(root: Path, unreadable: set[str] | None = None) -> dict[str, dict[int, 
         for version_dir in version_dirs:
             if version_dir.name.startswith(".") or not version_dir.is_dir():
                 continue
-            if not version_dir.name.isdigit() or int(version_dir.name) < 1:
+            number = version_number(version_dir.name)
+            if number is None:
                 log.warning(
-                    "ignoring folder that is not a positive version number",
+                    "ignoring folder that is not a version number (1, 2, ...: ASCII digits, "
+                    "no leading zero)",
                     extra={"model": model_dir.name, "path": str(version_dir)},
                 )
                 continue
-            versions[int(version_dir.name)] = version_dir / MODEL_FILENAME
+            versions[number] = version_dir / MODEL_FILENAME
         if versions:
             found[model_dir.name] = versions
     return found
@@ -168,6 +181,9 @@ class ModelRegistry:
                 extra={"model": model, "version": version, "path": str(path), "reason": reason},
                 exc_info=True,
             )
+            # Clients see the reason (503s, the index): paths in it are relative to the
+            # repository, so the service's file layout does not leak.
+            reason = self._without_root(reason)
             return VersionRecord(model, version, path, State.UNAVAILABLE, reason, None, fingerprint)
         log.info(
             "model version ready",
@@ -181,6 +197,14 @@ class ModelRegistry:
             },
         )
         return VersionRecord(model, version, path, State.READY, "", loaded, fingerprint)
+
+    def _without_root(self, text: str) -> str:
+        root = str(self.root).rstrip("/")
+        resolved = str(self.root.resolve()).rstrip("/")
+        for prefix in {resolved, root}:
+            if prefix:
+                text = text.replace(prefix + "/", "").replace(prefix, "<model repository>")
+        return text
 
     def sync(self, only: set[str] | None = None, force: bool = False) -> SyncReport:
         """Reconcile with the disk: load new (or changed, or earlier failed) versions, drop gone.
@@ -258,7 +282,7 @@ class ModelRegistry:
     def load_model(self, name: str) -> SyncReport:
         """(Re)load one model from disk; 404 when it is not in the repository."""
         if name not in scan(self.root):
-            raise ModelNotFound(f"model '{name}' is not in the repository at {self.root}")
+            raise ModelNotFound(f"model '{name}' is not in the repository")
         return self.sync(only={name}, force=True)
 
     def unload_model(self, name: str) -> None:
@@ -286,16 +310,21 @@ class ModelRegistry:
         """The version to serve: the given one, or the highest ready version."""
         versions = self._models.get(name)
         if versions is None:
-            raise ModelNotFound(f"unknown model '{name}'; available models: {self.names()}")
+            # Not the list of models: which models a service holds is not every client's business.
+            raise ModelNotFound(f"unknown model '{name}'")
         if version is None or version == "":
             ready = [r for r in versions.values() if r.loaded is not None]
             if not ready:
                 latest = versions[max(versions)]
                 raise ModelNotReady(f"model '{name}' is not ready: {latest.reason}")
             return max(ready, key=lambda r: r.version).loaded  # type: ignore[return-value]
-        if not version.isdigit():
-            raise ModelNotFound(f"model '{name}' has no version '{version}': versions are numbers")
-        record = versions.get(int(version))
+        number = version_number(version)
+        if number is None:
+            raise ModelNotFound(
+                f"model '{name}' has no version {version!r}: versions are positive integers "
+                "written without leading zeros (1, 2, ...)"
+            )
+        record = versions.get(number)
         if record is None:
             raise ModelNotFound(
                 f"model '{name}' has no version {version}; versions: {sorted(versions)}"
@@ -315,8 +344,9 @@ class ModelRegistry:
         states = [r.state is State.READY for r in records]
         return all(states) if strict else any(states)
 
-    def index(self) -> list[dict[str, str]]:
-        """The repository extension's index: every version on disk or loaded, with its state."""
+    def index(self, ready_only: bool = False) -> list[dict[str, str]]:
+        """The repository extension's index: every version on disk or loaded, with its state
+        (``ready_only``: the request's ``{"ready": true}``, only versions that can serve)."""
         entries = []
         on_disk = scan(self.root)
         for name in sorted(set(on_disk) | set(self._models)):
@@ -329,5 +359,7 @@ class ModelRegistry:
                     "state": record.state.value if record else State.UNAVAILABLE.value,
                     "reason": record.reason if record else "not loaded",
                 }
+                if ready_only and entry["state"] != State.READY.value:
+                    continue
                 entries.append(entry)
         return entries

@@ -72,6 +72,19 @@ class Settings(BaseSettings):
         1, ge=1, description="Default parallel runs per model version (Triton instance groups)."
     )
 
+    keep_alive_timeout_s: float = Field(
+        75.0,
+        gt=0,
+        description="Seconds an idle connection stays open; keep it above the load balancer's "
+        "idle timeout (60 s by default) so the load balancer, not the service, closes it.",
+    )
+    request_header_timeout_s: float = Field(
+        20.0, gt=0, description="Seconds a client has to send a request's headers; then 408."
+    )
+    request_body_timeout_s: float = Field(
+        60.0, gt=0, description="Seconds a client has to send a request's body; then 408."
+    )
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper(cls, value: object) -> object:

@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from bench.overload import Target, open_loop, summarize
+from bench.overload import Target, model_counters, open_loop, summarize
 from tests.robustness.conftest import Spawn
 from tests.service.helpers import write_model
 from tests.service.test_shutdown import WIDTH, slow_model
@@ -73,11 +73,21 @@ def test_requests_beyond_the_queue_are_refused_fast_with_retry_after(
     t = service_time(target)
     rate = 4 / t
 
+    before = model_counters(service.base, "slow")
     started = time.monotonic()
     outcomes = asyncio.run(open_loop(target, rate, SECONDS, timeout_s=30, connections=256))
     took = time.monotonic() - started
+    counters = {k: v - before[k] for k, v in model_counters(service.base, "slow").items()}
+    # The service time the queue really had during the overload, from the server's own
+    # histograms: on a shared machine it can be several times the idle measurement, which made
+    # a bound computed from the idle time alone fail now and then.
+    t_run = counters["busy_s"] / max(counters["batches"], 1)
+    t_serve = max(t, t_run)
     report = summarize(outcomes)
-    detail = f"service time {t * 1000:.0f} ms, rate {rate:.0f}/s: {report}"
+    detail = (
+        f"service time {t * 1000:.0f} ms idle, {t_run * 1000:.0f} ms under overload, "
+        f"rate {rate:.0f}/s: {report}"
+    )
 
     assert not report["other"], f"outcomes other than 200/503: {detail}"
     assert report["rejected"] >= 0.3 * report["requests"], detail
@@ -87,8 +97,12 @@ def test_requests_beyond_the_queue_are_refused_fast_with_retry_after(
     accepted = [o.latency for o in outcomes if o.status == 200]
     rejected = [o.latency for o in outcomes if o.status == 503]
     # Bounded: a request waits for at most the queue ahead of it plus the one running.
-    bound = (QUEUE + 2) * t * 3 + 0.5
+    bound = (QUEUE + 2) * t_serve * 3 + 0.5
     assert max(accepted) < bound, f"accepted latency unbounded (> {bound:.2f} s): {detail}"
+    # The server's side of the same bound: on average a request waited for less than the queue
+    # ahead of it plus the run in progress (an unbounded queue would show seconds here).
+    mean_queue_s = counters["queue_s"] / max(counters["queued"], 1)
+    assert mean_queue_s <= (QUEUE + 1) * t_run + 0.05, f"mean queue {mean_queue_s:.3f} s: {detail}"
     assert np.percentile(rejected, 99) < statistics.median(accepted), detail
     assert took < SECONDS + bound + 5, f"the run hung: {took:.1f} s"
 

@@ -16,6 +16,7 @@ import uvicorn
 from onnx import TensorProto, helper, numpy_helper
 
 from service.app import create_app
+from service.http_protocol import http_protocol
 from service.settings import Settings
 
 
@@ -76,6 +77,8 @@ class ServerThread:
             access_log=False,
             loop="asyncio",
             lifespan="on",
+            http=http_protocol(self.settings),
+            timeout_keep_alive=self.settings.keep_alive_timeout_s,
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)

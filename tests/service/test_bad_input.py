@@ -31,7 +31,7 @@ CASES = [
     ("unknown version", "/v2/models/scale/versions/7/infer", _inputs(GOOD_X), 404,
      "has no version 7"),
     ("non-numeric version", "/v2/models/scale/versions/latest/infer", _inputs(GOOD_X), 404,
-     "versions are numbers"),
+     "versions are positive integers"),
     ("missing input", "/v2/models/recommender/infer",
      _inputs({"name": "user_features", "datatype": "FP32", "shape": [1, 32], "data": [0] * 32}),
      400, "missing inputs ['item_features']"),

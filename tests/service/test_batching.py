@@ -49,6 +49,7 @@ class GatedModel:
         self.inputs, self.outputs = model.inputs, model.outputs
         self.output_names, self.output_index = model.output_names, model.output_index
         self.batching, self.batchable = model.batching, model.batchable
+        self.dynamic_batching = model.dynamic_batching
 
     def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         if not self.calls:
@@ -91,7 +92,7 @@ class PoisonModel:
 
     name, version = "poison", 1
     output_index = {"y": 0}
-    batchable = True
+    batchable = dynamic_batching = True
     batching = BatchingConfig(max_batch_size=8)
 
     def __init__(self) -> None:

@@ -169,3 +169,15 @@ def test_encode_binary_response_appends_raw_tensors() -> None:
     assert "data" not in header["outputs"][0]
     assert header["outputs"][1]["data"] == [1.0]
     assert np.frombuffer(body[hlen:], dtype=np.int32).tolist() == [0, 1, 2]
+
+
+def test_raw_tensor_is_the_binary_decoder_for_other_transports() -> None:
+    """gRPC's raw_input_contents carry the same little-endian bytes: same checks, same result."""
+    from service.codec import raw_tensor
+
+    big = np.array([0, 2**64 - 1], dtype=np.uint64)
+    assert raw_tensor(big.tobytes(), "UINT64", (2,), "x").tolist() == [0, 2**64 - 1]
+    with pytest.raises(InvalidInput, match="BOOL bytes must be 0"):
+        raw_tensor(bytes([0, 1, 2]), "BOOL", (3,), "b")
+    with pytest.raises(InvalidInput, match="needs 8 bytes"):
+        raw_tensor(b"\0" * 4, "INT64", (1,), "i")

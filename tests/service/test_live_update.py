@@ -54,7 +54,11 @@ def test_requests_never_fail_while_versions_switch(tmp_path: Path) -> None:
         threads = [threading.Thread(target=hammer) for _ in range(4)]
         for thread in threads:
             thread.start()
-        time.sleep(0.5)
+        # Version 1 must have answered before version 2 appears (a fixed 0.5 s was not always
+        # enough on a loaded machine: the first answer then came from version 2).
+        deadline = time.monotonic() + 20
+        while len(seen) < 20 and time.monotonic() < deadline:
+            time.sleep(0.05)
         publish(tmp_path, "scale", 2, 3.0)
         deadline = time.monotonic() + 20
         while not any(v == "2" for v, _ in seen[-20:]) and time.monotonic() < deadline:

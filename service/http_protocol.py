@@ -1,0 +1,143 @@
+"""uvicorn's httptools protocol with read deadlines and JSON framing errors.
+
+uvicorn bounds only the idle time *between* requests on a kept-alive connection: a client that
+opens a connection and sends nothing, or sends its headers a byte at a time (slowloris), or
+announces a body and never finishes it, holds a connection and its buffers for as long as it
+likes. This protocol closes such connections:
+
+- idle: a connection on which no request has started is closed after KEEP_ALIVE_TIMEOUT_S
+  (uvicorn does this only after a first response; a fresh connection had no limit). AWS asks
+  for an application idle timeout above the load balancer's (60 s by default), else the load
+  balancer may send a request on a connection being closed and answer 502: "We also recommend
+  that you configure the idle timeout of your application to be larger than the idle timeout
+  configured for the load balancer" (Elastic Load Balancing, Application Load Balancers guide,
+  "Edit attributes for your Application Load Balancer", Connection idle timeout);
+- headers: from a request's first byte to the end of its headers, at most
+  REQUEST_HEADER_TIMEOUT_S; then ``408 {"error": ...}`` and close;
+- body: from the end of the headers to the end of the body, at most REQUEST_BODY_TIMEOUT_S. The
+  infer route answers 408 itself at that deadline; this protocol closes the connection a little
+  later in case a route never reads the body it was sent.
+
+Requests the parser rejects get the service's error shape, ``{"error": ...}`` as JSON, instead
+of uvicorn's ``text/plain``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import orjson
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+
+from service.settings import Settings
+
+BODY_BACKSTOP_S = 5.0  # after the body deadline, time the app has to answer before the close
+
+
+class DeadlineHttpToolsProtocol(HttpToolsProtocol):
+    """HttpToolsProtocol plus header/body read deadlines (see the module docstring)."""
+
+    header_timeout_s: float = 20.0
+    body_timeout_s: float = 60.0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._deadline: asyncio.TimerHandle | None = None
+
+    @classmethod
+    def with_timeouts(cls, header_s: float, body_s: float) -> type[DeadlineHttpToolsProtocol]:
+        """A subclass bound to these timeouts (uvicorn takes a protocol class, not options)."""
+        return type(cls.__name__, (cls,), {"header_timeout_s": header_s, "body_timeout_s": body_s})
+
+    # -- deadlines ---------------------------------------------------------------------------
+    def _arm(self, seconds: float, handler: Any) -> None:
+        self._disarm()
+        self._deadline = self.loop.call_later(seconds, handler)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm(self.timeout_keep_alive, self._idle_too_long)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._arm(self.header_timeout_s, self._headers_too_slow)
+
+    def on_headers_complete(self) -> None:
+        self._disarm()
+        super().on_headers_complete()
+        if self._expects_body():
+            self._arm(self.body_timeout_s + BODY_BACKSTOP_S, self._body_too_slow)
+
+    def on_message_complete(self) -> None:
+        self._disarm()
+        super().on_message_complete()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        # uvicorn's keep-alive timer now bounds the idle time until the next request's first
+        # byte; on_message_begin re-arms the header deadline from there.
+
+    def _expects_body(self) -> bool:
+        for name, value in self.headers:
+            if name == b"transfer-encoding" or (name == b"content-length" and value != b"0"):
+                return True
+        return False
+
+    def _idle_too_long(self) -> None:
+        self._deadline = None
+        if not self.transport.is_closing():
+            self.transport.close()
+
+    def _headers_too_slow(self) -> None:
+        self._deadline = None
+        if self.transport.is_closing():
+            return
+        self._write_error(
+            408,
+            f"request headers not received within {self.header_timeout_s:g} s "
+            "(REQUEST_HEADER_TIMEOUT_S)",
+        )
+
+    def _body_too_slow(self) -> None:
+        self._deadline = None
+        if self.cycle is not None and self.cycle.response_started:
+            self.cycle.keep_alive = False  # the app is answering: close after its response
+            return
+        if not self.transport.is_closing():
+            self.transport.close()
+
+    # -- errors as JSON ----------------------------------------------------------------------
+    def send_400_response(self, msg: str) -> None:
+        self._write_error(400, msg)
+
+    def _write_error(self, status: int, message: str) -> None:
+        body = orjson.dumps({"error": message})
+        status_line = STATUS_LINE.get(status) or f"HTTP/1.1 {status} \r\n".encode()
+        head = [status_line]
+        for name, value in self.server_state.default_headers:
+            head += [name, b": ", value, b"\r\n"]
+        head += [
+            b"content-type: application/json\r\n",
+            b"content-length: " + str(len(body)).encode() + b"\r\n",
+            b"connection: close\r\n\r\n",
+            body,
+        ]
+        self.transport.write(b"".join(head))
+        self.transport.close()
+
+
+def http_protocol(settings: Settings) -> type[DeadlineHttpToolsProtocol]:
+    """The protocol class to give uvicorn (``Config(http=...)``) for these settings."""
+    return DeadlineHttpToolsProtocol.with_timeouts(
+        settings.request_header_timeout_s, settings.request_body_timeout_s
+    )
