@@ -23,7 +23,7 @@ from components.model_publish import ModelPublish, ModelPublishArgs
 from components.model_sync_job import CONTAINER_NAME as SYNC_CONTAINER
 from components.model_sync_job import ModelSyncJob, ModelSyncJobArgs
 from components.monitoring import ServiceMonitoring, ServiceMonitoringArgs
-from components.quota_guard import check_fargate_quotas
+from components.quota_guard import check_fargate_quotas, check_gpu_quotas
 from components.smoke_probe import SmokeProbe, SmokeProbeArgs
 from components.stack_config import StackConfig
 
@@ -69,6 +69,8 @@ name = f"onnx-{stack}"
 tags = {"project": pulumi.get_project(), "stack": stack, **cfg.tags}
 # Before anything is created: can the stack scale out within the account's Fargate vCPU quotas?
 check_fargate_quotas(cfg.fargate_demands(name), skip=cfg.quota_guard_skip)
+# ... and the GPU group within the EC2 G and VT On-Demand and Spot vCPU quotas?
+check_gpu_quotas(cfg.gpu_demands(name), skip=cfg.quota_guard_skip)
 
 net, net_resources = network(cfg, name, tags)
 # Fargate runs the lean CPU image; GPU instances the one with the CUDA/cuDNN wheels.
@@ -120,6 +122,7 @@ logs = LogRouter(
         archive_transition_days=cfg.archive_transition_days,
         archive_expiration_days=cfg.archive_expiration_days,
         metrics_log_retention_days=cfg.metrics_log_retention_days,
+        tags=tags,
     ),
 )
 # Models before the first deployment: a stack without modelSyncSource gets its own bucket with
@@ -214,6 +217,7 @@ else:
             architecture=cfg.cpu_architecture,
             cluster=cfg.cluster,
             container_insights=cfg.container_insights,
+            spot=cfg.fargate_spot(),
             settings=cfg.service_settings(),
             tags=tags,
             before_deploy=publish_models,

@@ -12,6 +12,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.deployment_alarms import DeploymentAlarmSettings
+from components.off_hours import OffHours
 
 CONTAINER_NAME = "app"
 PUBLIC_ALB_TAG = "onnx-ecs:role"
@@ -244,6 +245,8 @@ class Autoscaling:
     scale_in_cooldown_s: int = 300
     scale_out_cooldown_s: int = 60
     concurrency_per_task: float | None = None
+    off_hours: OffHours | None = None
+    """Scale to zero outside working hours and back (components/off_hours.py)."""
 
     def validate(self, desired_count: int) -> None:
         """Counts must nest (min <= desired <= max) and scale-in must not outpace scale-out."""
@@ -271,6 +274,8 @@ class Autoscaling:
                 f"scale-in cooldown {self.scale_in_cooldown_s}s must be longer than scale-out "
                 f"cooldown {self.scale_out_cooldown_s}s"
             )
+        if self.off_hours is not None:
+            self.off_hours.validate()
 
 
 @dataclass
