@@ -22,7 +22,8 @@ from components.log_router import LogRouter, LogRouterArgs
 from components.model_publish import ModelPublish, ModelPublishArgs
 from components.model_sync_job import CONTAINER_NAME as SYNC_CONTAINER
 from components.model_sync_job import ModelSyncJob, ModelSyncJobArgs
-from components.quota_guard import check_fargate_quotas
+from components.monitoring import ServiceMonitoring, ServiceMonitoringArgs
+from components.quota_guard import check_fargate_quotas, check_gpu_quotas
 from components.smoke_probe import SmokeProbe, SmokeProbeArgs
 from components.stack_config import StackConfig
 
@@ -68,6 +69,8 @@ name = f"onnx-{stack}"
 tags = {"project": pulumi.get_project(), "stack": stack, **cfg.tags}
 # Before anything is created: can the stack scale out within the account's Fargate vCPU quotas?
 check_fargate_quotas(cfg.fargate_demands(name), skip=cfg.quota_guard_skip)
+# ... and the GPU group within the EC2 G and VT On-Demand and Spot vCPU quotas?
+check_gpu_quotas(cfg.gpu_demands(name), skip=cfg.quota_guard_skip)
 
 net, net_resources = network(cfg, name, tags)
 # Fargate runs the lean CPU image; GPU instances the one with the CUDA/cuDNN wheels.
@@ -118,6 +121,8 @@ logs = LogRouter(
         error_log_retention_days=cfg.error_log_retention_days,
         archive_transition_days=cfg.archive_transition_days,
         archive_expiration_days=cfg.archive_expiration_days,
+        metrics_log_retention_days=cfg.metrics_log_retention_days,
+        tags=tags,
     ),
 )
 # Models before the first deployment: a stack without modelSyncSource gets its own bucket with
@@ -212,11 +217,34 @@ else:
             architecture=cfg.cpu_architecture,
             cluster=cfg.cluster,
             container_insights=cfg.container_insights,
+            spot=cfg.fargate_spot(),
             settings=cfg.service_settings(),
             tags=tags,
             before_deploy=publish_models,
         ),
     )
+
+# Dashboard and alarms on the service's own metrics (EMF through the log router) and, on GPU
+# stacks, the GPU instances' (CloudWatch agent).
+monitoring = ServiceMonitoring(
+    f"{name}-monitoring",
+    ServiceMonitoringArgs(
+        service_name=service.metrics_service_name,
+        cluster_name=service.cluster_name,
+        ecs_service_name=service.service_name,
+        load_balancer_arn_suffix=service.load_balancer_arn_suffix,
+        target_group_arn_suffix=service.target_group_arn_suffix,
+        alarm_topic_arn=service.alarm_topic_arn,
+        gpu_auto_scaling_group_name=gpu.auto_scaling_group_name if cfg.capacity == "gpu" else None,
+        concurrency_target=cfg.effective_concurrency_per_task if cfg.autoscaling else None,
+        thresholds=cfg.alarm_thresholds(),
+        tags=tags,
+    ),
+)
+pulumi.export("dashboardName", monitoring.dashboard_name)
+if (off_hours := cfg.off_hours()) is not None:  # read by `ops smoke` when it finds no task
+    pulumi.export("offHours", off_hours.describe())
+pulumi.export("metricsLogGroupName", logs.metrics_log_group_name)
 
 # What `python -m ops smoke` runs inside the VPC (the load balancer is internal).
 smoke = SmokeProbe(

@@ -31,6 +31,7 @@ from service import __version__
 from service.batching import BatchingScheduler
 from service.config_routes import add_config_routes
 from service.dataplane import DataPlane
+from service.emf import EmfMetrics, publish_periodically
 from service.errors import InferenceError, InvalidInput, ModelNotFound
 from service.grpc.server import GrpcServer
 from service.head import HeadAsGet
@@ -67,7 +68,9 @@ def usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
-def build_registry(settings: Settings, on_unload: Any = None) -> ModelRegistry:
+def build_registry(
+    settings: Settings, on_unload: Any = None, on_load_failure: Any = None
+) -> ModelRegistry:
     providers = resolve_providers(
         settings.execution_provider,
         available=_available_providers(),
@@ -106,6 +109,7 @@ def build_registry(settings: Settings, on_unload: Any = None) -> ModelRegistry:
         warmup=settings.warmup,
         on_unload=on_unload,
         version_policy=read_version_policy,
+        on_load_failure=on_load_failure,
     )
 
 
@@ -157,9 +161,18 @@ class ServiceApp(FastAPI):
 
 def create_app(settings: Settings, scheduler: Scheduler | None = None) -> ServiceApp:
     """Build the ASGI app. Models load in a background thread once the server starts."""
-    metrics = Metrics()
+    emf = (
+        EmfMetrics(settings.emf_service_name, settings.emf_namespace)
+        if settings.emf_metrics
+        else None
+    )
+    metrics = Metrics(emf=emf)
     scheduler = scheduler or BatchingScheduler(metrics)
-    registry = build_registry(settings, on_unload=scheduler.release)
+    registry = build_registry(
+        settings,
+        on_unload=scheduler.release,
+        on_load_failure=emf.load_failed if emf is not None else None,
+    )
     plane = DataPlane(
         registry,
         scheduler,
@@ -195,6 +208,11 @@ def create_app(settings: Settings, scheduler: Scheduler | None = None) -> Servic
         poller = None
         if settings.model_poll_interval_s > 0:
             poller = asyncio.create_task(_poll_repository(plane, settings.model_poll_interval_s))
+        publisher = None
+        if emf is not None:
+            publisher = asyncio.create_task(
+                publish_periodically(emf, settings.emf_interval_s, registry.serving_state)
+            )
         log.info(
             "service starting",
             extra={"version": __version__, "model_dir": str(settings.model_dir)},
@@ -206,8 +224,12 @@ def create_app(settings: Settings, scheduler: Scheduler | None = None) -> Servic
                 poller.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await poller
-            if grpc_server is not None:
+            if grpc_server is not None:  # drained before the publisher's last flush counts it
                 await grpc_server.stop()
+            if publisher is not None:  # the publisher flushes once more as it stops
+                publisher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await publisher
             scheduler.close()
             await plane.close()
             log.info("service stopped")

@@ -117,9 +117,7 @@ def test_deployment_alarms_watch_the_services_target_group(
     _, mocks, _, exports = stack
     tg = f"targetgroup/{NAME}-tg/0123456789"  # the mocks' arnSuffix of the service's group
     alb = f"app/{NAME}-alb/0123456789"
-    prefix = (
-        f"{NAME}-deploy-alarms-"  # not the alert-delivery alarms (components/alert_delivery.py)
-    )
+    prefix = f"{NAME}-deploy-alarms-"  # not the alert-delivery or monitoring alarms
     alarms = {
         r.name.removeprefix(prefix): r.inputs
         for r in mocks.of_type(ALARM)

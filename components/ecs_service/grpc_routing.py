@@ -23,6 +23,7 @@ def grpc_security_group_rules(
     alb_sg: aws.ec2.SecurityGroup,
     task_sg: aws.ec2.SecurityGroup,
     opts: pulumi.ResourceOptions,
+    tags: dict[str, str] | None = None,
 ) -> None:
     """The gRPC port between the ALB and the tasks, and nowhere else."""
     aws.vpc.SecurityGroupEgressRule(
@@ -33,6 +34,7 @@ def grpc_security_group_rules(
         to_port=GRPC_PORT,
         referenced_security_group_id=task_sg.id,
         description="gRPC to the inference tasks",
+        tags=tags,
         opts=opts,
     )
     aws.vpc.SecurityGroupIngressRule(
@@ -43,6 +45,7 @@ def grpc_security_group_rules(
         to_port=GRPC_PORT,
         referenced_security_group_id=alb_sg.id,
         description="gRPC from the inference ALB only",
+        tags=tags,
         opts=opts,
     )
 

@@ -14,7 +14,8 @@ variant uses ``awsvpc`` too (it costs one ENI per task, which g4dn/g5 instances 
 What this component creates (children named ``<name>-<role>``):
 task definition (app container + FireLens log router sidecar), task and execution roles, security
 groups for ALB and tasks, the ALB with target group and listeners, the ECS service, application
-autoscaling (CPU and ALBRequestCountPerTarget target tracking) and notifications
+autoscaling (CPU, ALBRequestCountPerTarget and, optionally, the service's own in-flight requests
+per task, by target tracking) and notifications
 (:class:`components.notifications.ServiceNotifications`).
 """
 
@@ -34,6 +35,7 @@ from components.ecs_service.grpc_routing import (
     grpc_routing,
     grpc_security_group_rules,
 )
+from components.ecs_service.service_metrics import concurrency_metric, metric_environment
 from components.ecs_service.settings import (
     CONTAINER_INSIGHTS,
     CONTAINER_NAME,
@@ -56,6 +58,7 @@ from components.ecs_service.task import (
 )
 from components.iam import policy_json
 from components.notifications import ServiceNotifications, ServiceNotificationsArgs
+from components.off_hours import service_off_hours
 
 
 # -- the component --------------------------------------------------------------------------------
@@ -75,6 +78,7 @@ def task_egress(
     security_group: aws.ec2.SecurityGroup,
     model_store: ModelStore,
     opts: pulumi.ResourceOptions,
+    tags: dict[str, str] | None = None,
 ) -> None:
     """What a task that reads models may reach: HTTPS to AWS APIs (ECR, CloudWatch, S3, SSM, via
     NAT or VPC endpoints) and NFS to the model store; nothing else."""
@@ -86,6 +90,7 @@ def task_egress(
         to_port=443,
         cidr_ipv4="0.0.0.0/0",
         description="HTTPS to AWS APIs (ECR, logs, S3, SSM)",
+        tags=tags,
         opts=opts,
     )
     aws.vpc.SecurityGroupEgressRule(
@@ -96,6 +101,7 @@ def task_egress(
         to_port=2049,
         referenced_security_group_id=model_store.security_group_id,
         description="NFS to the model file system",
+        tags=tags,
         opts=opts,
     )
 
@@ -111,6 +117,9 @@ class InferenceService(pulumi.ComponentResource):
     load_balancer_dns: pulumi.Output[str]
     load_balancer_arn: pulumi.Output[str]
     target_group_arn: pulumi.Output[str]
+    load_balancer_arn_suffix: pulumi.Output[str]  # app/<name>/<id>: CloudWatch's dimension value
+    target_group_arn_suffix: pulumi.Output[str]  # targetgroup/<name>/<id>
+    metrics_service_name: str
     alarm_topic_arn: pulumi.Output[str]
     deployment_alarm_names: pulumi.Output[list[str]]
     task_definition_arn: pulumi.Output[str]
@@ -188,6 +197,9 @@ class InferenceService(pulumi.ComponentResource):
         self.load_balancer_dns = alb.dns_name
         self.load_balancer_arn = alb.arn
         self.target_group_arn = target_group.arn
+        self.load_balancer_arn_suffix = alb.arn_suffix
+        self.metrics_service_name = name  # ServiceName of its CloudWatch metrics (EMF)
+        self.target_group_arn_suffix = target_group.arn_suffix
         self.url = pulumi.Output.concat(scheme, "://", alb.dns_name)
         self.alarm_topic_arn = notifications.topic_arn
         self.deployment_alarm_names = pulumi.Output.all(*alarms.names)
@@ -246,6 +258,7 @@ class InferenceService(pulumi.ComponentResource):
                 to_port=port,
                 cidr_ipv4=source,
                 description="public listener" if lb.public else "listener, from inside the VPC",
+                tags=self._tags,
                 opts=child,
             )
         aws.vpc.SecurityGroupEgressRule(
@@ -256,6 +269,7 @@ class InferenceService(pulumi.ComponentResource):
             to_port=CONTAINER_PORT,
             referenced_security_group_id=task_sg.id,
             description="to the inference tasks",
+            tags=self._tags,
             opts=child,
         )
         aws.vpc.SecurityGroupIngressRule(
@@ -266,11 +280,12 @@ class InferenceService(pulumi.ComponentResource):
             to_port=CONTAINER_PORT,
             referenced_security_group_id=alb_sg.id,
             description="from the inference ALB only",
+            tags=self._tags,
             opts=child,
         )
         if lb.grpc:
-            grpc_security_group_rules(name, alb_sg, task_sg, child)
-        task_egress(f"{name}-task", task_sg, args.model_store, child)
+            grpc_security_group_rules(name, alb_sg, task_sg, child, self._tags)
+        task_egress(f"{name}-task", task_sg, args.model_store, child, self._tags)
         args.model_store.allow_from(f"{name}-tasks", task_sg.id)
         return alb_sg, task_sg
 
@@ -323,6 +338,8 @@ class InferenceService(pulumi.ComponentResource):
             "GRACEFUL_SHUTDOWN_S": str(args.settings.graceful_shutdown_s),
             "KEEP_ALIVE_TIMEOUT_S": str(args.settings.load_balancer.backend_keep_alive_s),
             **args.settings.environment,
+            # Last: the dashboard, alarms and scaling policy look for exactly this service name.
+            **metric_environment(name),
         }
         env_keys = list(environment)
         mount_points = [args.model_store.mount_point(MODEL_PATH, read_only=True)]
@@ -565,8 +582,18 @@ class InferenceService(pulumi.ComponentResource):
             min_capacity=scaling.min_count,
             max_capacity=scaling.max_count,
             tags=self._tags,
-            opts=child,
+            # off-hours: the scheduled actions own min/max; a night-time `pulumi up` must not
+            # wake the service (components/off_hours.py)
+            opts=child
+            if scaling.off_hours is None
+            else pulumi.ResourceOptions.merge(
+                child, pulumi.ResourceOptions(ignore_changes=["minCapacity", "maxCapacity"])
+            ),
         )
+        if scaling.off_hours is not None:
+            service_off_hours(
+                name, scaling.off_hours, target, scaling.min_count, scaling.max_count, child
+            )
         policies: list[tuple[str, float, pulumi.Input[str] | None, str]] = [
             ("cpu", scaling.cpu_target_percent, None, "ECSServiceAverageCPUUtilization")
         ]
@@ -586,6 +613,22 @@ class InferenceService(pulumi.ComponentResource):
                 target_tracking_scaling_policy_configuration=_TargetTracking(
                     target_value=value,
                     predefined_metric_specification=spec,
+                    scale_in_cooldown=scaling.scale_in_cooldown_s,
+                    scale_out_cooldown=scaling.scale_out_cooldown_s,
+                ),
+                opts=child,
+            )
+        if scaling.concurrency_per_task is not None:
+            # Several target-tracking policies: scale out when any asks, in when all agree.
+            aws.appautoscaling.Policy(
+                f"{name}-scale-concurrency",
+                policy_type="TargetTrackingScaling",
+                service_namespace=target.service_namespace,
+                scalable_dimension=target.scalable_dimension,
+                resource_id=target.resource_id,
+                target_tracking_scaling_policy_configuration=_TargetTracking(
+                    target_value=scaling.concurrency_per_task,
+                    customized_metric_specification=concurrency_metric(name),
                     scale_in_cooldown=scaling.scale_in_cooldown_s,
                     scale_out_cooldown=scaling.scale_out_cooldown_s,
                 ),

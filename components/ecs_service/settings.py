@@ -12,6 +12,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.deployment_alarms import DeploymentAlarmSettings
+from components.off_hours import OffHours
 
 CONTAINER_NAME = "app"
 PUBLIC_ALB_TAG = "onnx-ecs:role"
@@ -244,7 +245,10 @@ class LoadBalancerOptions:
 @dataclass
 class Autoscaling:
     """Target tracking on CPU and on ALB requests per target; set ``requests_per_target`` to
-    None to scale on CPU only. Scale in slower than out: a cold task loads models first."""
+    None to scale on CPU only. Scale in slower than out: a cold task loads models first.
+    ``concurrency_per_task`` adds a policy on the service's own metric, average in-flight
+    inference requests per task (components/ecs_service/service_metrics.py): the signal that
+    tracks a saturated GPU, whose tasks show little CPU."""
 
     min_count: int = 1
     max_count: int = 4
@@ -252,6 +256,9 @@ class Autoscaling:
     requests_per_target: float | None = 200.0
     scale_in_cooldown_s: int = 300
     scale_out_cooldown_s: int = 60
+    concurrency_per_task: float | None = None
+    off_hours: OffHours | None = None
+    """Scale to zero outside working hours and back (components/off_hours.py)."""
 
     def validate(self, desired_count: int) -> None:
         """Counts must nest (min <= desired <= max) and scale-in must not outpace scale-out."""
@@ -269,11 +276,18 @@ class Autoscaling:
             raise ValueError(f"CPU target {self.cpu_target_percent}%: use (0, 100]")
         if self.requests_per_target is not None and self.requests_per_target <= 0:
             raise ValueError(f"requests per target {self.requests_per_target}: must be > 0")
+        if self.concurrency_per_task is not None and not 0 < self.concurrency_per_task <= 10000:
+            raise ValueError(
+                f"concurrency per task {self.concurrency_per_task}: use (0, 10000] in-flight "
+                "requests, or None for no policy on it"
+            )
         if self.scale_in_cooldown_s <= self.scale_out_cooldown_s:
             raise ValueError(
                 f"scale-in cooldown {self.scale_in_cooldown_s}s must be longer than scale-out "
                 f"cooldown {self.scale_out_cooldown_s}s"
             )
+        if self.off_hours is not None:
+            self.off_hours.validate()
 
 
 @dataclass

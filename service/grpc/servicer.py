@@ -22,10 +22,17 @@ from google.protobuf.message import DecodeError
 from service import logs
 from service.dataplane import DataPlane
 from service.effective_config import model_config_proto
-from service.errors import InferenceError, InvalidInput, ModelNotFound, PayloadTooLarge
+from service.errors import (
+    InferenceError,
+    InvalidInput,
+    ModelNotFound,
+    PayloadTooLarge,
+    ServerBusy,
+)
 from service.grpc.protos import SERVICE_NAME, service_pb2
 from service.grpc.status import HTTP_STATUS, grpc_code
 from service.grpc.tensors import decode_infer_request, encode_infer_response
+from service.metric_names import UNKNOWN_MODEL
 from service.metrics import Metrics
 
 log = logging.getLogger("service.grpc")
@@ -184,7 +191,7 @@ class InferenceServicer:
         )
 
     def _inference_metrics(self, model: str, status: int, started: float) -> None:
-        label = model if self.plane.registry.knows(model) else "_unknown"
+        label = model if self.plane.registry.knows(model) else UNKNOWN_MODEL
         metrics = self.metrics
         self._child(metrics.inference_requests, label, str(status)).inc()
         if status >= 400:
@@ -227,15 +234,25 @@ class InferenceServicer:
     async def model_infer(self, request: Any, context: Any) -> Any:
         started = time.perf_counter()
         name = getattr(request, "model_name", "")
+        emf = self.metrics.emf  # CloudWatch metrics (in flight, latency, errors) as HTTP's
+        if emf is not None:
+            emf.request_started()
+        status, shed = 499, False  # 499 if the call is cancelled: the client went away
         try:
             response = await self._infer(request)
+            status = 200
         except InferenceError as exc:
-            self._inference_metrics(name, exc.status_code, started)
+            status, shed = exc.status_code, isinstance(exc, ServerBusy)
             raise
         except Exception:
-            self._inference_metrics(name, 500, started)
+            status = 500
             raise
-        self._inference_metrics(name, 200, started)
+        finally:
+            if status != 499:
+                self._inference_metrics(name, status, started)
+            if emf is not None:
+                label = name if self.plane.registry.knows(name) else UNKNOWN_MODEL
+                emf.request_finished(label, status, time.perf_counter() - started, shed)
         return response
 
     async def _infer(self, request: Any) -> Any:

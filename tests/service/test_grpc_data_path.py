@@ -22,6 +22,7 @@ from onnx import TensorProto
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
+from service import metric_names as mn
 from tests.service.conftest import settings_for
 from tests.service.helpers import ServerThread, free_port, serving, write_model
 from tests.service.hostile_models import centered, identity, label_encoder, two_input_gather
@@ -217,3 +218,28 @@ def test_config_of_a_row_wise_model_keeps_batching(server: ServerThread) -> None
     assert "dynamic_batching" in config
     assert config["input"][0].get("dims", []) == []  # [n]: batch only (proto3 omits empty)
     assert "equal separate runs" in config["parameters"]["batching_decision"]["string_value"]
+
+
+# -- CloudWatch metrics (EMF) count gRPC calls like HTTP requests -------------------------------
+def test_grpc_calls_are_in_the_cloudwatch_metrics(
+    client: grpcclient.InferenceServerClient, server: ServerThread
+) -> None:
+    """The stack scales on ConcurrentRequests and alarms on errors: gRPC load must show."""
+    emf = server.app.state.metrics.emf
+    emf.flush()  # a clean interval
+    x = np.ones(3, dtype=np.float32)
+    for _ in range(2):
+        client.infer("fp32", [_input("x", x, "FP32")])
+    with pytest.raises(InferenceServerException):
+        client.infer("fp32", [_input("x", np.ones((1, 3), dtype=np.float32), "FP32")])  # rank
+    with pytest.raises(InferenceServerException):
+        client.infer("nope", [_input("x", x, "FP32")])
+    docs = emf.flush(*server.app.state.plane.registry.serving_state())
+    requests = {d[mn.MODEL]: d for d in docs if "Requests" in d and mn.MODEL in d}
+    fp32 = requests["fp32"]
+    assert (fp32["Requests"], fp32["Errors4xx"], fp32["Errors5xx"]) == (3, 1, 0)
+    assert fp32["Latency"]["Count"] == 2
+    assert requests[mn.UNKNOWN_MODEL]["Errors4xx"] == 1
+    service = next(d for d in docs if "ConcurrentRequests" in d)
+    assert service["MaxConcurrentRequests"] >= 1
+    assert service["ConcurrentRequests"] > 0
