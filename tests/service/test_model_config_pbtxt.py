@@ -11,12 +11,14 @@ import httpx
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
+from onnx import TensorProto
 
 from service.model_config import BatchingConfig
 from service.model_config_files import read_model_config, read_version_policy
 from service.version_policy import VersionPolicy
 from tests.service.conftest import settings_for
 from tests.service.helpers import ServerThread, free_port, scale_model, serving, write_model
+from tests.service.hostile_models import centered, identity
 
 DEFAULTS = BatchingConfig(max_batch_size=32, max_queue_delay_us=0, max_queue_size=1024)
 
@@ -242,3 +244,27 @@ def test_config_without_file_reports_the_service_defaults(tmp_path: Path) -> Non
     assert config["instance_group"][0]["count"] == 2
     assert config["parameters"]["config_file"]["string_value"] == "none"
     assert config["dynamic_batching"]["default_queue_policy"]["max_queue_size"] == 1024
+
+
+def test_config_pbtxt_decides_batching_over_the_probe(tmp_path: Path) -> None:
+    """As config.json's max_batch_size does (issue 15's batch probe): the file is the user's
+    word. ``centered`` (x - mean over dimension 0) fails the probe, but a config.pbtxt with
+    max_batch_size 8 and dynamic_batching turns batching on without asking; a row-wise model
+    whose config.pbtxt declares no max_batch_size is not batched, probe or not."""
+    write_model(tmp_path / "forced_on" / "1" / "model.onnx", centered())
+    (tmp_path / "forced_on" / "config.pbtxt").write_text(
+        "max_batch_size: 8\ndynamic_batching { }\n"
+    )
+    write_model(tmp_path / "forced_off" / "1" / "model.onnx", identity(TensorProto.FLOAT))
+    (tmp_path / "forced_off" / "config.pbtxt").write_text('platform: "onnxruntime_onnx"\n')
+    assert read_model_config(tmp_path / "forced_on", DEFAULTS).batching.explicit
+    assert read_model_config(tmp_path / "forced_off", DEFAULTS).batching.explicit
+    with serving(settings_for(tmp_path)) as server:
+        on = httpx.get(f"{server.base}/v2/models/forced_on").json()["parameters"]
+        off = httpx.get(f"{server.base}/v2/models/forced_off").json()["parameters"]
+        on_config = httpx.get(f"{server.base}/v2/models/forced_on/config").json()
+    assert (on["dynamic_batching"], on["max_batch_size"]) == (True, 8)
+    assert "config file" in on["batching_decision"]
+    assert on_config["max_batch_size"] == 8 and "dynamic_batching" in on_config
+    assert (off["dynamic_batching"], off["max_batch_size"]) == (False, 0)
+    assert "batching off" in off["batching_decision"]
