@@ -322,7 +322,10 @@ class _MarketLike(Protocol):
 
 def gpu_instance_demands(name: str, group: _GroupLike, market: _MarketLike) -> list[Demand]:
     """The GPU group at ``max_size``: On-Demand and Spot instances (the mixed instances
-    policy's worst case for each quota) times the largest vCPU count among its types."""
+    policy's worst case for each quota) times the largest vCPU count among its types.
+
+    G (and VT) and P instances draw on different quotas; a group whose types span both may
+    launch all its instances of either kind, so each kind's quotas get the whole count."""
     from components.gpu.instance_types import instance_shape
 
     types = market.all_instance_types(group.instance_type)
@@ -333,12 +336,20 @@ def gpu_instance_demands(name: str, group: _GroupLike, market: _MarketLike) -> l
             f"{name}: no vCPU count on record for {unknown}; the GPU quota guard cannot count "
             "them (set quotaGuardSkip: true and check the EC2 quotas by hand)"
         )
-    vcpu = max(shape.vcpus for shape in shapes.values() if shape is not None)
-    p_family = group.instance_type.startswith("p")
-    on_demand_capacity = Capacity.EC2_P_ON_DEMAND if p_family else Capacity.EC2_G_VT_ON_DEMAND
-    spot_capacity = Capacity.EC2_P_SPOT if p_family else Capacity.EC2_G_VT_SPOT
     on_demand, spot = market.most_instances(group.max_size)
-    demands = [Demand(f"{name} On-Demand instances", on_demand_capacity, on_demand, vcpu)]
-    if spot:
-        demands.append(Demand(f"{name} Spot instances", spot_capacity, spot, vcpu))
+    demands: list[Demand] = []
+    for p_family in (False, True):
+        kind = [
+            s.vcpus for t, s in shapes.items() if s is not None and t.startswith("p") == p_family
+        ]
+        if not kind:
+            continue
+        vcpu, label = max(kind), (" (P types)" if p_family else "")
+        on_demand_capacity = Capacity.EC2_P_ON_DEMAND if p_family else Capacity.EC2_G_VT_ON_DEMAND
+        spot_capacity = Capacity.EC2_P_SPOT if p_family else Capacity.EC2_G_VT_SPOT
+        demands.append(
+            Demand(f"{name} On-Demand instances{label}", on_demand_capacity, on_demand, vcpu)
+        )
+        if spot:
+            demands.append(Demand(f"{name} Spot instances{label}", spot_capacity, spot, vcpu))
     return demands

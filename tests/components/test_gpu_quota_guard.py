@@ -58,6 +58,22 @@ def test_p_family_uses_the_p_quotas() -> None:
     assert demand.capacity == "EC2_P_ON_DEMAND"
 
 
+def test_spot_types_across_g_and_p_count_against_both_kinds_of_quota() -> None:
+    """p3.2xlarge and g5.2xlarge both have one GPU and 8 vCPU; EC2 counts P instances against
+    the P quotas (L-417A185B, L-7212CCBC) and G against the G and VT ones, and the group may
+    fill all of its Spot capacity with either kind."""
+    group = args(
+        instance_type="g5.2xlarge", spot=True, spot_instance_types=["p3.2xlarge"], max_size=6
+    )
+    demands = {d.capacity: d.total_vcpu for d in gpu_instance_demands("gpu", group, group.market)}
+    assert demands == {
+        "EC2_G_VT_ON_DEMAND": 0,
+        "EC2_G_VT_SPOT": 48,
+        "EC2_P_ON_DEMAND": 0,
+        "EC2_P_SPOT": 48,
+    }
+
+
 def test_unknown_size_cannot_be_counted() -> None:
     group = args(instance_type="g6.96xlarge", max_size=2)  # a size instance_types.py lacks
     with pytest.raises(ValueError, match=r"g6\.96xlarge.*quotaGuardSkip"):
