@@ -103,6 +103,9 @@ class FargateInferenceService(pulumi.ComponentResource):
     url: pulumi.Output[str]
     load_balancer_dns: pulumi.Output[str]
     alarm_topic_arn: pulumi.Output[str]
+    load_balancer_arn_suffix: pulumi.Output[str]
+    target_group_arn_suffix: pulumi.Output[str]
+    metrics_service_name: str
     deployment_alarm_names: pulumi.Output[list[str]]
     task_definition_arn: pulumi.Output[str]
     task_definition_family: pulumi.Output[str]
@@ -192,6 +195,9 @@ class FargateInferenceService(pulumi.ComponentResource):
         self.url = service.url
         self.load_balancer_dns = service.load_balancer_dns
         self.alarm_topic_arn = service.alarm_topic_arn
+        self.load_balancer_arn_suffix = service.load_balancer_arn_suffix
+        self.metrics_service_name = service.metrics_service_name
+        self.target_group_arn_suffix = service.target_group_arn_suffix
         self.deployment_alarm_names = service.deployment_alarm_names
         self.task_definition_arn = service.task_definition_arn
         self.task_definition_family = service.task_definition_family

@@ -38,6 +38,7 @@ CONTAINER_NAME = "log-router"
 ENV_REGION = "AWS_REGION"
 ENV_ERROR_LOG_GROUP = "ERROR_LOG_GROUP_NAME"
 ENV_ARCHIVE_BUCKET = "ARCHIVE_BUCKET_NAME"
+ENV_METRICS_LOG_GROUP = "METRICS_LOG_GROUP_NAME"
 
 _STORAGE_CLASSES = (
     "STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING", "GLACIER_IR", "GLACIER", "DEEP_ARCHIVE",
@@ -87,6 +88,10 @@ class LogRouterArgs:
     # non-root FireLens container.
     user: str = "0"
     enable_ecs_log_metadata: bool = True  # adds ecs_cluster / ecs_task_arn / ... to records
+    # The service's Embedded Metric Format records (service/emf.py) land here and CloudWatch
+    # extracts the metrics from them; the events themselves need not live long.
+    metrics_log_retention_days: int = 30
+    metrics_log_group_name: str | None = None  # None: /ecs/<project>/<stack>/<name>/metrics
     tags: Mapping[str, str] = field(default_factory=dict)  # log groups and archive bucket
 
 
@@ -96,6 +101,8 @@ class LogRouter(pulumi.ComponentResource):
     error_log_group_name: pulumi.Output[str]
     error_log_group_arn: pulumi.Output[str]
     router_log_group_name: pulumi.Output[str]
+    metrics_log_group_name: pulumi.Output[str]
+    metrics_log_group_arn: pulumi.Output[str]
     archive_bucket_name: pulumi.Output[str]
     archive_bucket_arn: pulumi.Output[str]
     container_name: str = CONTAINER_NAME
@@ -125,6 +132,14 @@ class LogRouter(pulumi.ComponentResource):
             tags=dict(args.tags) or None,
             opts=child,
         )
+        metrics_group = aws.cloudwatch.LogGroup(
+            f"{name}-metrics",
+            name=args.metrics_log_group_name or f"{base}/metrics",
+            retention_in_days=args.metrics_log_retention_days,
+            kms_key_id=args.kms_key_arn,
+            tags=dict(args.tags) or None,
+            opts=child,
+        )
         bucket = self._archive_bucket(name, args, child)
 
         region = aws.get_region_output(opts=pulumi.InvokeOutputOptions(parent=self))
@@ -132,6 +147,8 @@ class LogRouter(pulumi.ComponentResource):
         self.error_log_group_name = error_group.name
         self.error_log_group_arn = error_group.arn
         self.router_log_group_name = router_group.name
+        self.metrics_log_group_name = metrics_group.name
+        self.metrics_log_group_arn = metrics_group.arn
         self.archive_bucket_name = bucket.bucket
         self.archive_bucket_arn = bucket.arn
         self.register_outputs(
@@ -141,6 +158,7 @@ class LogRouter(pulumi.ComponentResource):
                 "router_log_group_name": self.router_log_group_name,
                 "archive_bucket_name": self.archive_bucket_name,
                 "archive_bucket_arn": self.archive_bucket_arn,
+                "metrics_log_group_name": self.metrics_log_group_name,
             }
         )
 
@@ -228,16 +246,24 @@ class LogRouter(pulumi.ComponentResource):
             self.error_log_group_name,
             self.archive_bucket_name,
             self.router_log_group_name,
+            self.metrics_log_group_name,
         ).apply(lambda v: self._render_container(*v))
 
     def _render_container(
-        self, image: str, region: str, error_group: str, bucket: str, router_group: str
+        self,
+        image: str,
+        region: str,
+        error_group: str,
+        bucket: str,
+        router_group: str,
+        metrics_group: str,
     ) -> dict[str, Any]:
         args = self._args
         environment = {
             ENV_REGION: region,
             ENV_ERROR_LOG_GROUP: error_group,
             ENV_ARCHIVE_BUCKET: bucket,
+            ENV_METRICS_LOG_GROUP: metrics_group,
         }
         return {
             "name": self.container_name,
@@ -274,10 +300,11 @@ class LogRouter(pulumi.ComponentResource):
         return {"logDriver": "awsfirelens"}
 
     def task_role_statements(self) -> list[pulumi.Output[dict]]:
-        """What Fluent Bit (running with the task role) needs: write to the error log group and
-        put objects under the archive prefix, nothing else."""
-        logs = self.error_log_group_arn.apply(
-            lambda arn: {
+        """What Fluent Bit (running with the task role) needs: write to the error and metrics
+        log groups and put objects under the archive prefix, nothing else. EMF needs no
+        cloudwatch:PutMetricData: CloudWatch Logs extracts the metrics itself."""
+        logs = pulumi.Output.all(self.error_log_group_arn, self.metrics_log_group_arn).apply(
+            lambda arns: {
                 "Sid": "LogRouterErrorLogGroup",
                 "Effect": "Allow",
                 "Action": [
@@ -285,7 +312,7 @@ class LogRouter(pulumi.ComponentResource):
                     "logs:PutLogEvents",
                     "logs:DescribeLogStreams",
                 ],
-                "Resource": [arn, f"{arn}:*"],
+                "Resource": [r for arn in arns for r in (arn, f"{arn}:*")],
             }
         )
         archive = self.archive_bucket_arn.apply(
@@ -343,7 +370,8 @@ def _validate(name: str, args: LogRouterArgs) -> None:
     """Everything AWS would reject later (or that would be unsafe), before any cloud call."""
     validate_retention_days("router_log_retention_days", args.router_log_retention_days)
     validate_retention_days("error_log_retention_days", args.error_log_retention_days)
-    for field_name in ("error_log_group_name", "router_log_group_name"):
+    validate_retention_days("metrics_log_retention_days", args.metrics_log_retention_days)
+    for field_name in ("error_log_group_name", "router_log_group_name", "metrics_log_group_name"):
         value = getattr(args, field_name)
         if value is not None and not _LOG_GROUP_NAME.match(value):
             raise ValueError(

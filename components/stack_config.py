@@ -33,15 +33,20 @@ from components.fargate_capacity import (
 from components.fargate_sizes import validate_architecture, validate_fargate_size
 from components.gpu.cluster import GpuEc2ClusterArgs, validate_args
 from components.gpu.instance_types import gpu_task_size
+from components.log_router import validate_retention_days
 from components.model_sync_job import DEFAULT_SCHEDULE, ModelSyncSettings
 from components.off_hours import OffHours
 from components.quota_guard import Capacity, Demand, gpu_instance_demands
+from components.service_alarms import AlarmThresholds
 
 NAT_STRATEGIES = ("Single", "OnePerAz")
 DEFAULT_VPC_CIDR = "10.0.0.0/16"
 CAPACITIES = ("fargate", "gpu")
 GPU_CLUSTER_NAME = "stack-gpu"  # stands in for onnx-<stack>-gpu when validating before any resource
 FARGATE_ONLY_KEYS = ("cpu", "memory", "fargateSpotWeight", "fargateOnDemandBase")
+# Default in-flight requests per GPU task to scale on: the default MAX_BATCH_SIZE, i.e. one full
+# batch waiting behind the one running (docs/operations.md, "Scaling on the right signal").
+GPU_CONCURRENCY_PER_TASK = 32
 # Without modelSyncSource the sync reads the stack's own SSE-S3 bucket, with no schedule.
 SOURCE_ONLY_SYNC_KEYS = ("modelSyncSchedule", "modelSyncTimezone", "modelSyncKmsKeyArn")
 DEMO_SOURCE_PLACEHOLDER = "s3://stack-demo-bucket/models"  # validation before the bucket exists
@@ -98,8 +103,9 @@ class StackConfig:
         default=None,
         metadata=_m(
             "serviceImage",
-            "Prebuilt service image URI (e.g. a commit-hash tag from CI); unset builds "
-            "service/Dockerfile and pushes it to a new ECR repository.",
+            "Prebuilt service image URI (e.g. a commit-hash tag from CI; `{variant}` in it "
+            "becomes cpu or cuda by `capacity`); unset builds service/Dockerfile and pushes "
+            "it to a new ECR repository.",
         ),
     )
     log_router_image: str | None = field(
@@ -468,6 +474,50 @@ class StackConfig:
             "tags", "Extra tags (besides project and stack) for the resources that take tags."
         ),
     )
+    # -- observability: service metrics, dashboard, alarms, scaling signal (docs/operations.md)
+    concurrency_per_task: float | None = field(
+        default=None,
+        metadata=_m(
+            "concurrencyPerTask",
+            "In-flight inference requests per task to keep (target tracking on the service's "
+            f"ConcurrentRequests metric); unset: {GPU_CONCURRENCY_PER_TASK} with capacity gpu, "
+            "no such policy with fargate; 0 turns it off.",
+        ),
+    )
+    shedding_alarm_per_minute: int = field(
+        default=10,
+        metadata=_m(
+            "sheddingAlarmPerMinute",
+            "Alarm when at least this many requests a minute are shed (503, queue full)...",
+        ),
+    )
+    shedding_alarm_minutes: int = field(
+        default=5,
+        metadata=_m("sheddingAlarmMinutes", "... for this many minutes in a row."),
+    )
+    queue_time_alarm_ms: float = field(
+        default=100.0,
+        metadata=_m("queueTimeAlarmMs", "Alarm when the p99 queue time exceeds this (ms)..."),
+    )
+    queue_time_alarm_minutes: int = field(
+        default=5,
+        metadata=_m("queueTimeAlarmMinutes", "... for this many minutes in a row."),
+    )
+    metrics_log_retention_days: int = field(
+        default=30,
+        metadata=_m(
+            "metricsLogRetentionDays",
+            "Retention of the log group the service's EMF metric records go to (the metrics "
+            "themselves stay 15 months in CloudWatch).",
+        ),
+    )
+    gpu_metrics: bool = field(
+        default=True,
+        metadata=_m(
+            "gpuMetrics",
+            "CloudWatch agent on the GPU instances: GPU utilisation and memory per GPU.",
+        ),
+    )
 
     # -- loading -----------------------------------------------------------------------------
     @classmethod
@@ -521,7 +571,14 @@ class StackConfig:
             raise ValueError(f"availabilityZones {self.availability_zones}: an ALB needs >= 2")
         if not self.vpc_id:
             self.new_vpc_subnet_masks()  # raises on a CIDR too small to split
+        if self.concurrency_per_task is not None and not 0 <= self.concurrency_per_task <= 10000:
+            raise ValueError(
+                f"concurrencyPerTask {self.concurrency_per_task}: use in-flight requests per "
+                "task in (0, 10000], or 0 for no policy on it"
+            )
         self.service_settings().validate()
+        self.alarm_thresholds().validate()
+        validate_retention_days("metricsLogRetentionDays", self.metrics_log_retention_days)
         self.off_hours()  # raises on a half-set or malformed schedule
         sync = self.model_sync_settings(DEMO_SOURCE_PLACEHOLDER)
         assert sync is not None
@@ -658,6 +715,22 @@ class StackConfig:
             target_capacity=self.gpu_target_capacity,
             container_insights=self.container_insights,
             tags=dict(tags or {}),
+            gpu_metrics=self.gpu_metrics,
+        )
+
+    @property
+    def effective_concurrency_per_task(self) -> float | None:
+        """The in-flight target per task, or None for no policy on it (see concurrencyPerTask)."""
+        if self.concurrency_per_task is None:
+            return GPU_CONCURRENCY_PER_TASK if self.capacity == "gpu" else None
+        return self.concurrency_per_task or None
+
+    def alarm_thresholds(self) -> AlarmThresholds:
+        return AlarmThresholds(
+            shed_per_minute=self.shedding_alarm_per_minute,
+            shed_minutes=self.shedding_alarm_minutes,
+            queue_time_p99_ms=self.queue_time_alarm_ms,
+            queue_time_minutes=self.queue_time_alarm_minutes,
         )
 
     def model_sync_settings(self, demo_source: str | None = None) -> ModelSyncSettings | None:
@@ -748,6 +821,7 @@ class StackConfig:
                 requests_per_target=self.requests_per_target or None,
                 scale_in_cooldown_s=self.scale_in_cooldown,
                 scale_out_cooldown_s=self.scale_out_cooldown,
+                concurrency_per_task=self.effective_concurrency_per_task,
                 off_hours=self.off_hours(),
             )
         return ServiceSettings(

@@ -30,6 +30,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from service import __version__
 from service.batching import BatchingScheduler
 from service.dataplane import DataPlane
+from service.emf import EmfMetrics, publish_periodically
 from service.errors import InferenceError, InvalidInput, ModelNotFound
 from service.head import HeadAsGet
 from service.infer_route import InferRoute, openapi_paths
@@ -63,7 +64,9 @@ def usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
-def build_registry(settings: Settings, on_unload: Any = None) -> ModelRegistry:
+def build_registry(
+    settings: Settings, on_unload: Any = None, on_load_failure: Any = None
+) -> ModelRegistry:
     providers = resolve_providers(
         settings.execution_provider,
         available=_available_providers(),
@@ -91,7 +94,13 @@ def build_registry(settings: Settings, on_unload: Any = None) -> ModelRegistry:
         )
         return ModelVersion.load(name, version, path, config, batching)
 
-    return ModelRegistry(settings.model_dir, loader, warmup=settings.warmup, on_unload=on_unload)
+    return ModelRegistry(
+        settings.model_dir,
+        loader,
+        warmup=settings.warmup,
+        on_unload=on_unload,
+        on_load_failure=on_load_failure,
+    )
 
 
 async def _index_ready_filter(request: Request) -> bool:
@@ -142,9 +151,18 @@ class ServiceApp(FastAPI):
 
 def create_app(settings: Settings, scheduler: Scheduler | None = None) -> ServiceApp:
     """Build the ASGI app. Models load in a background thread once the server starts."""
-    metrics = Metrics()
+    emf = (
+        EmfMetrics(settings.emf_service_name, settings.emf_namespace)
+        if settings.emf_metrics
+        else None
+    )
+    metrics = Metrics(emf=emf)
     scheduler = scheduler or BatchingScheduler(metrics)
-    registry = build_registry(settings, on_unload=scheduler.release)
+    registry = build_registry(
+        settings,
+        on_unload=scheduler.release,
+        on_load_failure=emf.load_failed if emf is not None else None,
+    )
     plane = DataPlane(
         registry,
         scheduler,
@@ -166,6 +184,11 @@ def create_app(settings: Settings, scheduler: Scheduler | None = None) -> Servic
         poller = None
         if settings.model_poll_interval_s > 0:
             poller = asyncio.create_task(_poll_repository(plane, settings.model_poll_interval_s))
+        publisher = None
+        if emf is not None:
+            publisher = asyncio.create_task(
+                publish_periodically(emf, settings.emf_interval_s, registry.serving_state)
+            )
         log.info(
             "service starting",
             extra={"version": __version__, "model_dir": str(settings.model_dir)},
@@ -173,10 +196,11 @@ def create_app(settings: Settings, scheduler: Scheduler | None = None) -> Servic
         try:
             yield
         finally:
-            if poller is not None:
-                poller.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await poller
+            for task in (poller, publisher):  # the publisher flushes once more as it stops
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
             scheduler.close()
             await plane.close()
             log.info("service stopped")

@@ -71,6 +71,7 @@ class VersionQueue:
         self._batch_size = metrics.batch_size.labels(label)
         self._queue_time = metrics.queue_time.labels(label)
         self._exec_time = metrics.execution_time.labels(label)
+        self._emf = metrics.emf
         self._workers = [
             threading.Thread(
                 target=self._worker, name=f"batch-{model.name}-{model.version}-{i}", daemon=True
@@ -167,12 +168,12 @@ class VersionQueue:
             try:
                 results = [self.model.run(batch[0].feeds)]
             except Exception as exc:
-                self._finish(started, rows)
+                self._finish(started, batch, rows)
                 self._deliver(_fail, batch, exc)
                 return
         else:
             results = self._run_combined(batch, rows)
-        self._finish(started, rows)
+        self._finish(started, batch, rows)
         self._deliver(_resolve, batch, results)
 
     def _run_combined(self, batch: list[_Pending], rows: int) -> list[Any]:
@@ -201,10 +202,18 @@ class VersionQueue:
         except Exception as exc:
             return exc
 
-    def _finish(self, started: float, rows: int) -> None:
+    def _finish(self, started: float, batch: list[_Pending], rows: int) -> None:
         self._last_finish = time.perf_counter()
         self._exec_time.observe(self._last_finish - started)
         self._batch_size.observe(rows)
+        if self._emf is not None:
+            self._emf.batch(
+                self.model.name,
+                self.model.version,
+                [started - item.enqueued for item in batch],
+                self._last_finish - started,
+                rows,
+            )
 
     def _deliver(self, fn: Any, batch: list[_Pending], payload: Any) -> None:
         with contextlib.suppress(RuntimeError):  # loop closed: the server is gone, nobody waits

@@ -20,7 +20,14 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.compression import parse_encoding
 from service.dataplane import DataPlane
-from service.errors import InferenceError, InvalidInput, PayloadTooLarge, RequestTimeout
+from service.errors import (
+    InferenceError,
+    InvalidInput,
+    PayloadTooLarge,
+    RequestTimeout,
+    ServerBusy,
+)
+from service.metric_names import UNKNOWN_MODEL
 from service.metrics import Metrics
 
 log = logging.getLogger("service.app")
@@ -61,7 +68,30 @@ class InferRoute:
         self, model: str, version: str | None, scope: Scope, receive: Receive, send: Send
     ) -> None:
         started = time.perf_counter()
+        emf = self.metrics.emf
+        if emf is None:
+            await self._answer(model, version, scope, receive, send, started)
+            return
+        emf.request_started()
+        status, shed = 499, False  # 499 if the task is cancelled: the client went away
+        try:
+            status, shed = await self._answer(model, version, scope, receive, send, started)
+        finally:
+            label = model if self.plane.registry.knows(model) else UNKNOWN_MODEL
+            emf.request_finished(label, status, time.perf_counter() - started, shed)
+
+    async def _answer(
+        self,
+        model: str,
+        version: str | None,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        started: float,
+    ) -> tuple[int, bool]:
+        """Answer one infer request; returns the status and whether it was shed (queue full)."""
         extra_headers: dict[str, str] = {}
+        shed = False
         try:
             declared, header_length, encoding = _headers(scope)
             coding = parse_encoding(encoding)
@@ -80,7 +110,7 @@ class InferRoute:
                     headers={"Connection": "close"},
                 ) from None
             if body is None:
-                return  # client went away
+                return 499, False  # client went away
             payload, hlen = await self.plane.infer(
                 model, version, body, header_length, content_encoding=coding
             )
@@ -88,11 +118,12 @@ class InferRoute:
         except InferenceError as exc:
             status, payload, hlen = exc.status_code, _error(exc.message), None
             extra_headers = exc.headers
+            shed = isinstance(exc, ServerBusy)
         except Exception as exc:
             log.error("inference failed", extra={"model": model}, exc_info=exc)
             status, payload, hlen = 500, _error(f"internal error: {type(exc).__name__}"), None
         # Label only models the repository knows: URLs are client input, label values are not.
-        label = model if self.plane.registry.knows(model) else "_unknown"
+        label = model if self.plane.registry.knows(model) else UNKNOWN_MODEL
         self.metrics.inference_requests.labels(label, str(status)).inc()
         if status >= 400:
             self.metrics.inference_failures.labels(label, str(status)).inc()
@@ -103,6 +134,7 @@ class InferRoute:
             headers.append((b"inference-header-content-length", str(hlen).encode()))
         headers += [(k.lower().encode(), v.encode()) for k, v in extra_headers.items()]
         await _respond(send, status, payload, headers)
+        return status, shed
 
     async def _read_body(self, receive: Receive) -> bytes | None:
         chunks: list[bytes] = []

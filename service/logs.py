@@ -15,16 +15,28 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from pythonjsonlogger.json import JsonFormatter
 
 ACCESS_LOGGER = "service.access"
+DOCUMENT = "document"  # extra key of a record written verbatim as one JSON object
 
 _RENAMED = {"levelname": "level", "name": "logger"}
 
 
 class _Formatter(JsonFormatter):
     """Always six fractional digits in ``time``: ``isoformat()`` drops them when they are zero,
-    and the log router's time parser expects a fixed format."""
+    and the log router's time parser expects a fixed format.
+
+    A record carrying a ``document`` (``extra={"document": {...}}``, e.g. an Embedded Metric
+    Format record from service/emf.py) is written as that JSON object alone: it then goes through
+    the same handler (and lock) as every other line, never interleaved with them."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        document = getattr(record, DOCUMENT, None)
+        if isinstance(document, dict):
+            return orjson.dumps(document).decode()
+        return super().format(record)
 
     def add_fields(
         self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]

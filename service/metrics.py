@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from service.emf import EmfMetrics
+
 LATENCY_BUCKETS = (
     0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 )  # fmt: skip
@@ -11,10 +13,14 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
 
 class Metrics:
-    """Every collector the service exports at ``GET /metrics``."""
+    """Every collector the service exports at ``GET /metrics``, plus (``emf``, optional) the
+    same measurements aggregated for CloudWatch (service/emf.py)."""
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self, registry: CollectorRegistry | None = None, emf: EmfMetrics | None = None
+    ) -> None:
         self.registry = registry or CollectorRegistry()
+        self.emf = emf
         r = self.registry
         self.http_requests = Counter(
             "http_requests",

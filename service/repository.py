@@ -155,11 +155,13 @@ class ModelRegistry:
         *,
         warmup: bool = True,
         on_unload: Callable[[ModelVersion], None] | None = None,
+        on_load_failure: Callable[[str, int], None] | None = None,
     ) -> None:
         self.root = root
         self._loader = loader
         self._warmup = warmup
         self._on_unload = on_unload
+        self._on_load_failure = on_load_failure
         self._models: dict[str, dict[int, VersionRecord]] = {}
         self._write_lock = threading.Lock()
         self._disabled: set[str] = set()  # unloaded through the repository API
@@ -184,6 +186,8 @@ class ModelRegistry:
             # Clients see the reason (503s, the index): paths in it are relative to the
             # repository, so the service's file layout does not leak.
             reason = self._without_root(reason)
+            if self._on_load_failure is not None:
+                self._on_load_failure(model, version)
             return VersionRecord(model, version, path, State.UNAVAILABLE, reason, None, fingerprint)
         log.info(
             "model version ready",
@@ -305,6 +309,19 @@ class ModelRegistry:
     def ready_count(self) -> int:
         """Versions loaded and serving (no disk access: safe on the event loop)."""
         return sum(1 for versions in self._models.values() for r in versions.values() if r.loaded)
+
+    def serving_state(self) -> tuple[dict[str, int], int]:
+        """(versions serving per execution provider in use, versions that cannot serve), for
+        the metrics; no disk access."""
+        ready: dict[str, int] = {}
+        unavailable = 0
+        for versions in self._models.values():
+            for r in versions.values():
+                if r.loaded is not None:
+                    ready[r.loaded.provider] = ready.get(r.loaded.provider, 0) + 1
+                if r.state is not State.READY:
+                    unavailable += 1
+        return ready, unavailable
 
     def get(self, name: str, version: str | None = None) -> ModelVersion:
         """The version to serve: the given one, or the highest ready version."""

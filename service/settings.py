@@ -13,6 +13,8 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from service.metric_names import NAMESPACE
+
 ProviderChoice = Literal["auto", "cuda", "cpu"]
 
 
@@ -71,12 +73,35 @@ class Settings(BaseSettings):
     instance_count: int = Field(
         1, ge=1, description="Default parallel runs per model version (Triton instance groups)."
     )
+    emf_metrics: bool = Field(
+        True,
+        description="Write CloudWatch Embedded Metric Format records to stdout every "
+        "EMF_INTERVAL_S (service/emf.py); the log router sends them to CloudWatch.",
+    )
+    emf_namespace: str = Field(
+        NAMESPACE,
+        min_length=1,
+        max_length=255,
+        pattern=r"^[A-Za-z0-9.\-_/#:]+$",
+        description="CloudWatch namespace of the EMF metrics (not AWS/...).",
+    )
+    emf_service_name: str = Field(
+        "onnx-serving",
+        min_length=1,
+        max_length=255,
+        pattern=r"^[\x21-\x7e]+$",
+        description="Value of the ServiceName dimension (the stack sets its service's name).",
+    )
+    emf_interval_s: float = Field(
+        60.0, ge=1, le=3600, description="Seconds between EMF flushes (one record per model)."
+    )
 
     keep_alive_timeout_s: float = Field(
         75.0,
         gt=0,
         description="Seconds an idle connection stays open; keep it above the load balancer's "
-        "idle timeout (60 s by default) so the load balancer, not the service, closes it.",
+        "idle timeout (60 s by default) so the load balancer, not the service, closes it "
+        "(the stack sets it to idleTimeoutSeconds + 5).",
     )
     request_header_timeout_s: float = Field(
         20.0, gt=0, description="Seconds a client has to send a request's headers; then 408."
@@ -89,6 +114,13 @@ class Settings(BaseSettings):
     @classmethod
     def _upper(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("emf_namespace")
+    @classmethod
+    def _not_aws(cls, value: str) -> str:
+        if value.startswith("AWS/"):
+            raise ValueError("namespaces starting with AWS/ are reserved for AWS services")
+        return value
 
     @field_validator("execution_provider", mode="before")
     @classmethod

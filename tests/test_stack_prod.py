@@ -135,8 +135,9 @@ def test_sync_task_definition_publishes_into_the_store_read_write(
     sync = defs["model-sync"]
     assert sync["entryPoint"] == ["python", "-m", "service.sync"]
     assert sync["command"] == []
-    assert sync["image"] == containers(mocks, f"{NAME}-taskdef")["app"]["image"]
-    assert sync["image"] == exports["serviceImage"]
+    # the service image's CPU variant: the sync runs on Fargate, not on the GPU instances
+    assert sync["image"].endswith(f"/{NAME}-model-sync-image@sha256:0")
+    assert sync["image"] == exports["modelSyncImage"]
     env = {e["name"]: e["value"] for e in sync["environment"]}
     assert env["SYNC_SOURCE"] == key("modelSyncSource")
     assert (env["MODEL_DIR"], env["SYNC_KEEP"]) == ("/models", "3")

@@ -14,7 +14,8 @@ variant uses ``awsvpc`` too (it costs one ENI per task, which g4dn/g5 instances 
 What this component creates (children named ``<name>-<role>``):
 task definition (app container + FireLens log router sidecar), task and execution roles, security
 groups for ALB and tasks, the ALB with target group and listeners, the ECS service, application
-autoscaling (CPU and ALBRequestCountPerTarget target tracking) and notifications
+autoscaling (CPU, ALBRequestCountPerTarget and, optionally, the service's own in-flight requests
+per task, by target tracking) and notifications
 (:class:`components.notifications.ServiceNotifications`).
 """
 
@@ -29,6 +30,7 @@ import pulumi_aws as aws
 from components.deployment_alarms import DeploymentAlarms
 from components.deployment_check import DEFAULT_TIMEOUT_S as DEPLOYMENT_CHECK_TIMEOUT_S
 from components.deployment_check import DeploymentCheck, DeploymentCheckArgs
+from components.ecs_service.service_metrics import concurrency_metric, metric_environment
 from components.ecs_service.settings import (
     CONTAINER_INSIGHTS,
     CONTAINER_NAME,
@@ -109,6 +111,9 @@ class InferenceService(pulumi.ComponentResource):
     load_balancer_dns: pulumi.Output[str]
     load_balancer_arn: pulumi.Output[str]
     target_group_arn: pulumi.Output[str]
+    load_balancer_arn_suffix: pulumi.Output[str]  # app/<name>/<id>: CloudWatch's dimension value
+    target_group_arn_suffix: pulumi.Output[str]  # targetgroup/<name>/<id>
+    metrics_service_name: str
     alarm_topic_arn: pulumi.Output[str]
     deployment_alarm_names: pulumi.Output[list[str]]
     task_definition_arn: pulumi.Output[str]
@@ -185,6 +190,9 @@ class InferenceService(pulumi.ComponentResource):
         self.load_balancer_dns = alb.dns_name
         self.load_balancer_arn = alb.arn
         self.target_group_arn = target_group.arn
+        self.load_balancer_arn_suffix = alb.arn_suffix
+        self.metrics_service_name = name  # ServiceName of its CloudWatch metrics (EMF)
+        self.target_group_arn_suffix = target_group.arn_suffix
         self.url = pulumi.Output.concat(scheme, "://", alb.dns_name)
         self.alarm_topic_arn = notifications.topic_arn
         self.deployment_alarm_names = pulumi.Output.all(*alarms.names)
@@ -318,7 +326,10 @@ class InferenceService(pulumi.ComponentResource):
             "PORT": str(CONTAINER_PORT),
             "LOG_LEVEL": args.settings.log_level.upper(),
             "GRACEFUL_SHUTDOWN_S": str(args.settings.graceful_shutdown_s),
+            "KEEP_ALIVE_TIMEOUT_S": str(args.settings.load_balancer.backend_keep_alive_s),
             **args.settings.environment,
+            # Last: the dashboard, alarms and scaling policy look for exactly this service name.
+            **metric_environment(name),
         }
         env_keys = list(environment)
         mount_points = [args.model_store.mount_point(MODEL_PATH, read_only=True)]
@@ -591,6 +602,22 @@ class InferenceService(pulumi.ComponentResource):
                 target_tracking_scaling_policy_configuration=_TargetTracking(
                     target_value=value,
                     predefined_metric_specification=spec,
+                    scale_in_cooldown=scaling.scale_in_cooldown_s,
+                    scale_out_cooldown=scaling.scale_out_cooldown_s,
+                ),
+                opts=child,
+            )
+        if scaling.concurrency_per_task is not None:
+            # Several target-tracking policies: scale out when any asks, in when all agree.
+            aws.appautoscaling.Policy(
+                f"{name}-scale-concurrency",
+                policy_type="TargetTrackingScaling",
+                service_namespace=target.service_namespace,
+                scalable_dimension=target.scalable_dimension,
+                resource_id=target.resource_id,
+                target_tracking_scaling_policy_configuration=_TargetTracking(
+                    target_value=scaling.concurrency_per_task,
+                    customized_metric_specification=concurrency_metric(name),
                     scale_in_cooldown=scaling.scale_in_cooldown_s,
                     scale_out_cooldown=scaling.scale_out_cooldown_s,
                 ),

@@ -197,6 +197,10 @@ class ContainerHealthCheck:
             )
 
 
+# Seconds the service keeps an idle connection open beyond the ALB's idle timeout.
+KEEP_ALIVE_MARGIN_S = 5
+
+
 @dataclass
 class LoadBalancerOptions:
     """ALB exposure. Internal by default; public needs ``public_subnet_ids``."""
@@ -208,6 +212,12 @@ class LoadBalancerOptions:
     access_logs_prefix: str | None = None
     idle_timeout_s: int = 60
     deletion_protection: bool = False
+
+    @property
+    def backend_keep_alive_s(self) -> int:
+        """The service's KEEP_ALIVE_TIMEOUT_S: longer than the ALB's idle timeout, so the ALB,
+        not the service, closes idle connections (ELB guide, "Connection idle timeout")."""
+        return self.idle_timeout_s + KEEP_ALIVE_MARGIN_S
 
     def validate(self) -> None:
         """ALB idle timeout range."""
@@ -223,7 +233,10 @@ class LoadBalancerOptions:
 @dataclass
 class Autoscaling:
     """Target tracking on CPU and on ALB requests per target; set ``requests_per_target`` to
-    None to scale on CPU only. Scale in slower than out: a cold task loads models first."""
+    None to scale on CPU only. Scale in slower than out: a cold task loads models first.
+    ``concurrency_per_task`` adds a policy on the service's own metric, average in-flight
+    inference requests per task (components/ecs_service/service_metrics.py): the signal that
+    tracks a saturated GPU, whose tasks show little CPU."""
 
     min_count: int = 1
     max_count: int = 4
@@ -231,6 +244,7 @@ class Autoscaling:
     requests_per_target: float | None = 200.0
     scale_in_cooldown_s: int = 300
     scale_out_cooldown_s: int = 60
+    concurrency_per_task: float | None = None
     off_hours: OffHours | None = None
     """Scale to zero outside working hours and back (components/off_hours.py)."""
 
@@ -250,6 +264,11 @@ class Autoscaling:
             raise ValueError(f"CPU target {self.cpu_target_percent}%: use (0, 100]")
         if self.requests_per_target is not None and self.requests_per_target <= 0:
             raise ValueError(f"requests per target {self.requests_per_target}: must be > 0")
+        if self.concurrency_per_task is not None and not 0 < self.concurrency_per_task <= 10000:
+            raise ValueError(
+                f"concurrency per task {self.concurrency_per_task}: use (0, 10000] in-flight "
+                "requests, or None for no policy on it"
+            )
         if self.scale_in_cooldown_s <= self.scale_out_cooldown_s:
             raise ValueError(
                 f"scale-in cooldown {self.scale_in_cooldown_s}s must be longer than scale-out "

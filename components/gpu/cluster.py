@@ -10,6 +10,7 @@ inference service then runs on it through the shared implementation in
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from components.ecs_service import (
     cluster_settings,
 )
 from components.fargate_capacity import FARGATE_PROVIDERS
+from components.gpu.cloudwatch_agent import agent_script, instance_role_statements
 from components.gpu.instance_types import GpuTaskSize, gpu_task_size, parse_gpu_instance_type
 from components.gpu.spot import (
     DEFAULT_SPOT_ALLOCATION_STRATEGY,
@@ -96,6 +98,8 @@ class GpuEc2ClusterArgs:
     egress_cidrs: Sequence[str] = ("0.0.0.0/0",)
     """HTTPS egress for ECR, ECS, SSM, S3 and CloudWatch (via NAT or VPC endpoints)."""
     reserved_memory_mib: int = 256
+    gpu_metrics: bool = True
+    """CloudWatch agent nvidia_gpu on each instance (components/gpu/cloudwatch_agent.py)."""
     cluster_name: str | None = None
     tags: Mapping[str, str] = field(default_factory=dict)
 
@@ -244,7 +248,10 @@ class GpuEc2Cluster(pulumi.ComponentResource):
         )
         user_data = self.cluster.name.apply(
             lambda cluster: user_data_base64(
-                cluster, spot=args.spot, reserved_memory_mib=args.reserved_memory_mib
+                cluster,
+                spot=args.spot,
+                reserved_memory_mib=args.reserved_memory_mib,
+                extra=agent_script() if args.gpu_metrics else "",
             )
         )
         self.launch_template = aws.ec2.LaunchTemplate(
@@ -383,6 +390,15 @@ class GpuEc2Cluster(pulumi.ComponentResource):
                 role=role.name,
                 policy_arn=partition.apply(
                     lambda p, policy=policy: f"arn:{p}:iam::aws:policy/{policy}"
+                ),
+                opts=child,
+            )
+        if self.args.gpu_metrics:
+            aws.iam.RolePolicy(
+                f"{name}-instance-gpu-metrics",
+                role=role.id,
+                policy=json.dumps(
+                    {"Version": "2012-10-17", "Statement": instance_role_statements()}
                 ),
                 opts=child,
             )

@@ -65,8 +65,10 @@ def user_data_script(
 
 
 def user_data_base64(
-    cluster_name: str, *, spot: bool = False, reserved_memory_mib: int = 256
+    cluster_name: str, *, spot: bool = False, reserved_memory_mib: int = 256, extra: str = ""
 ) -> str:
-    """The script base64-encoded, as EC2 launch templates require."""
+    """The script base64-encoded, as EC2 launch templates require; ``extra`` lines run after
+    the agent settings are written (the GPU metrics agent: components/gpu/cloudwatch_agent.py)."""
     script = user_data_script(cluster_name, spot=spot, reserved_memory_mib=reserved_memory_mib)
+    script += extra
     return base64.b64encode(script.encode()).decode()

@@ -350,7 +350,9 @@ def test_instance_role_has_exactly_the_two_managed_policies(
         "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore",
         "arn:aws:iam::aws:policy/service-role/AmazonEC2ContainerServiceforEC2Role",
     ]
-    assert not default_cluster.of_type("aws:iam/rolePolicy:RolePolicy")
+    # Besides them, only the GPU metrics agent's (tests/components/test_gpu_metrics.py).
+    (inline,) = default_cluster.of_type("aws:iam/rolePolicy:RolePolicy")
+    assert inline.name == "infer-instance-gpu-metrics"
     profile = default_cluster.one("aws:iam/instanceProfile:InstanceProfile")
     assert profile.inputs["role"] == physical_name(role)
 

@@ -45,6 +45,8 @@ def build(resolved: dict[str, Any] | None = None, **overrides: Any) -> Recording
             router.router_log_group_name,
             router.archive_bucket_name,
             router.archive_bucket_arn,
+            router.metrics_log_group_name,
+            router.metrics_log_group_arn,
         ).apply(lambda v: resolved.__setitem__("outputs", v))
 
     return run(program)
@@ -66,6 +68,10 @@ def test_log_groups_have_retention_and_stable_names() -> None:
         "name": "/ecs/onnx-ecs-serving/test/log-router/log-router",
         "retentionInDays": 90,
     }
+    assert found["log-router-metrics"] == {
+        "name": "/ecs/onnx-ecs-serving/test/log-router/metrics",
+        "retentionInDays": 30,
+    }
 
 
 def test_retention_names_and_key_are_configurable() -> None:
@@ -82,7 +88,9 @@ def test_retention_names_and_key_are_configurable() -> None:
     assert {g["kmsKeyId"] for g in found.values()} == {KEY}
 
 
-@pytest.mark.parametrize("field", ["error_log_retention_days", "router_log_retention_days"])
+@pytest.mark.parametrize(
+    "field", ["error_log_retention_days", "router_log_retention_days", "metrics_log_retention_days"]
+)
 @pytest.mark.parametrize("days", [2, 45, 366, -1, True])
 def test_retention_cloudwatch_refuses_fails_at_preview(field: str, days: Any) -> None:
     with pytest.raises(ValueError, match=f"{field}={days!r}") as error:
@@ -162,7 +170,7 @@ def test_sidecar_is_the_firelens_fluent_bit_router() -> None:
     resolved: dict[str, Any] = {}
     build(resolved)
     container = resolved["container"]
-    error_group, _, router_group, bucket, _ = resolved["outputs"]
+    error_group, _, router_group, bucket, _, metrics_group, _ = resolved["outputs"]
     assert container["name"] == resolved["container_name"] == "log-router"
     assert container["image"] == IMAGE
     assert container["essential"] is True
@@ -181,6 +189,7 @@ def test_sidecar_is_the_firelens_fluent_bit_router() -> None:
         {"name": "ARCHIVE_BUCKET_NAME", "value": bucket},
         {"name": "AWS_REGION", "value": REGION},
         {"name": "ERROR_LOG_GROUP_NAME", "value": error_group},
+        {"name": "METRICS_LOG_GROUP_NAME", "value": metrics_group},
     ]
     assert container["logConfiguration"] == {
         "logDriver": "awslogs",
@@ -209,7 +218,7 @@ def test_app_containers_log_through_firelens_without_options() -> None:
 def test_task_role_may_only_write_to_the_error_group_and_the_archive_prefix() -> None:
     resolved: dict[str, Any] = {}
     build(resolved)
-    _, error_arn, router_group, _, bucket_arn = resolved["outputs"]
+    _, error_arn, router_group, _, bucket_arn, _, metrics_arn = resolved["outputs"]
     logs, archive = resolved["statements"]
     assert logs["Effect"] == archive["Effect"] == "Allow"
     assert sorted(logs["Action"]) == [
@@ -217,7 +226,7 @@ def test_task_role_may_only_write_to_the_error_group_and_the_archive_prefix() ->
         "logs:DescribeLogStreams",
         "logs:PutLogEvents",
     ]
-    assert logs["Resource"] == [error_arn, f"{error_arn}:*"]
+    assert logs["Resource"] == [error_arn, f"{error_arn}:*", metrics_arn, f"{metrics_arn}:*"]
     assert archive["Action"] == ["s3:PutObject"]
     assert archive["Resource"] == [f"{bucket_arn}/{ARCHIVE_PREFIX}/*"]
     text = json.dumps(resolved["statements"])

@@ -562,6 +562,10 @@ def _check_output_options(s: Section) -> None:
         raise ConfigError(f"output {plugin}: unknown option(s) {unknown}")
     if plugin == "s3" and (s.get("compression") or "gzip") != "gzip":
         raise ConfigError("s3 compression: only gzip is available in every build")
+    # The one documented value: "json/emf enables CloudWatch to extract custom metrics embedded
+    # in a JSON payload" (Fluent Bit manual, outputs/cloudwatch, log_format).
+    if plugin == "cloudwatch_logs" and s.get("log_format") not in (None, "json/emf"):
+        raise ConfigError(f"cloudwatch_logs log_format {s.get('log_format')!r}: only json/emf")
 
 
 def dockerfile_copies(dockerfile: Path) -> dict[str, Path]:

@@ -19,6 +19,7 @@ COMPONENT_ENV = {
     log_router.ENV_REGION,
     log_router.ENV_ERROR_LOG_GROUP,
     log_router.ENV_ARCHIVE_BUCKET,
+    log_router.ENV_METRICS_LOG_GROUP,
 }
 
 
@@ -26,8 +27,8 @@ def sections(kind: str) -> list[Section]:
     return [s for s in parse_classic((ROUTER_DIR / "custom.conf").read_text()) if s.name == kind]
 
 
-def output(name: str) -> Section:
-    (found,) = [s for s in sections("OUTPUT") if s.get("Name") == name]
+def output(name: str, alias: str | None = None) -> Section:
+    (found,) = [s for s in sections("OUTPUT") if s.get("Name") == name and s.get("Alias") == alias]
     return found
 
 
@@ -82,3 +83,15 @@ def test_parser_reads_iso_8601_not_the_stock_apache_time() -> None:
     assert parser.get("Time_Key") == "time"
     assert parser.get("Time_Format") == "%Y-%m-%dT%H:%M:%S.%L%z"
     assert parser.get("Time_Format") != "%d/%b/%Y:%H:%M:%S %z"
+
+
+def test_metrics_go_to_their_own_group_as_emf() -> None:
+    """Fluent Bit manual, outputs/cloudwatch: ``log_format json/emf`` "enables CloudWatch to
+    extract custom metrics embedded in a JSON payload" (it sets the x-amzn-logs-format header of
+    PutLogEvents). The group exists (created with retention by LogRouter), so no auto-create."""
+    cw = output("cloudwatch_logs", alias="metrics")
+    assert cw.get("Match") == "metrics.*"
+    assert cw.get("log_format") == "json/emf"
+    assert cw.get("log_group_name") == "${METRICS_LOG_GROUP_NAME}"
+    assert cw.flag("auto_create_group", default=True) is False
+    assert cw.get("region") == "${AWS_REGION}"

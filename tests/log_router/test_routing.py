@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 
+from service.emf import EmfMetrics
+from service.emf import write as emf_write
 from service.logs import configure_logging
 from service.metrics import Metrics
 from service.middleware import ObservabilityMiddleware
@@ -34,10 +36,12 @@ ENV = {
     "AWS_REGION": "us-east-1",
     "ERROR_LOG_GROUP_NAME": "/ecs/onnx-ecs-serving/test/log-router/errors",
     "ARCHIVE_BUCKET_NAME": "log-router-archive-1234567",
+    "METRICS_LOG_GROUP_NAME": "/ecs/onnx-ecs-serving/test/log-router/metrics",
 }
 INGESTED_AT = 1_900_000_000.25  # 2030-03-17: distinct from the times the lines carry
 ERRORS = "cloudwatch_logs"
 ARCHIVE = "s3"
+METRICS = "metrics"  # the cloudwatch_logs output with log_format json/emf
 
 
 # -- producing real lines ------------------------------------------------------------------------
@@ -116,6 +120,7 @@ SCENARIOS: dict[str, Callable[[], None]] = {
     "health_alb_503": lambda: request("/health", 503, "ELB-HealthChecker/2.0"),
     "health_by_hand": lambda: request("/health", 200, "curl/8.5"),
     "alb_agent_other_path": lambda: request("/v2/health/ready", 200, "ELB-HealthChecker/2.0"),
+    "emf_metrics": lambda: emf_write(EmfMetrics("onnx-test").flush()),
 }
 
 # Which outputs each line must reach (the routing table of docs/log-routing.md).
@@ -133,6 +138,7 @@ EXPECTED: dict[str, set[str]] = {
     "health_alb_503": set(),
     "health_by_hand": set(),
     "alb_agent_other_path": set(),
+    "emf_metrics": {METRICS},  # moved, not copied: metrics are not archived as logs
     "not_json_stdout": {ARCHIVE},
     "not_json_stderr": {ARCHIVE},
 }
