@@ -32,6 +32,8 @@ import pulumi
 
 SERVICE_CODE = "fargate"
 DEFAULT_WARN_RATIO = 0.8
+# EC2 Auto Scaling may exceed a group's maximum while it rebalances (launch before terminate).
+REBALANCING_MARGIN = 0.1
 
 
 class Capacity(enum.StrEnum):
@@ -325,7 +327,11 @@ def gpu_instance_demands(name: str, group: _GroupLike, market: _MarketLike) -> l
     policy's worst case for each quota) times the largest vCPU count among its types.
 
     G (and VT) and P instances draw on different quotas; a group whose types span both may
-    launch all its instances of either kind, so each kind's quotas get the whole count."""
+    launch all its instances of either kind, so each kind's quotas get the whole count.
+
+    With Spot the group rebalances capacity: it launches a replacement before it terminates an
+    at-risk Spot instance and may exceed its maximum to do so, by a 10 % margin (at least one
+    instance here), which the Spot quota must also hold."""
     from components.gpu.instance_types import instance_shape
 
     types = market.all_instance_types(group.instance_type)
@@ -352,4 +358,18 @@ def gpu_instance_demands(name: str, group: _GroupLike, market: _MarketLike) -> l
         )
         if spot:
             demands.append(Demand(f"{name} Spot instances{label}", spot_capacity, spot, vcpu))
+            demands.append(
+                Demand(
+                    f"{name} Spot replacements while rebalancing{label}",
+                    spot_capacity,
+                    rebalancing_margin(group.max_size),
+                    vcpu,
+                )
+            )
     return demands
+
+
+def rebalancing_margin(max_size: int) -> int:
+    """Instances a Spot group may run above ``max_size`` while it rebalances capacity: 10 % of
+    it, at least one."""
+    return max(1, math.ceil(max_size * REBALANCING_MARGIN))
