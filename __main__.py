@@ -242,6 +242,8 @@ monitoring = ServiceMonitoring(
     ),
 )
 pulumi.export("dashboardName", monitoring.dashboard_name)
+if (off_hours := cfg.off_hours()) is not None:  # read by `ops smoke` when it finds no task
+    pulumi.export("offHours", off_hours.describe())
 pulumi.export("metricsLogGroupName", logs.metrics_log_group_name)
 
 # What `python -m ops smoke` runs inside the VPC (the load balancer is internal).

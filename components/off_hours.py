@@ -100,6 +100,10 @@ class OffHours:
         hour, minute = _parse_time(which, getattr(self, which))
         return f"{minute} {hour} * * {self._day_numbers}"
 
+    def describe(self) -> str:
+        """The running window as people read it: ``07:00-20:00 MON-FRI (America/New_York)``."""
+        return f"{self.start}-{self.stop} {self.days} ({self.timezone})"
+
     def weekly_running_hours(self) -> float:
         """Hours per week the service runs (for the cost estimate)."""
         start, stop = _parse_time("start", self.start), _parse_time("stop", self.stop)

@@ -141,3 +141,24 @@ def test_dev_without_spot_keeps_an_on_demand_fargate_strategy() -> None:
     assert "launchType" not in service
     assert [s["capacityProvider"] for s in service["capacityProviderStrategies"]] == ["FARGATE"]
     assert service["forceNewDeployment"] is True
+
+
+def test_the_estimate_prices_the_alarms_the_stacks_create(
+    dev: RecordingMocks, prod: RecordingMocks
+) -> None:
+    """``ops cost`` bills ``Usage.alarms`` standard alarms (USD 0.10 each, CloudWatch pricing,
+    "Alarms"); it must be the number of MetricAlarm resources the stacks really create."""
+    from ops.cost.estimate import Usage
+
+    alarm = "aws:cloudwatch/metricAlarm:MetricAlarm"
+    assert len(dev.of_type(alarm)) == len(prod.of_type(alarm)) == Usage().alarms
+
+
+def test_the_estimate_counts_the_metrics_the_service_publishes() -> None:
+    """One metric per name x dimension combination (CloudWatch pricing, "Metrics"): the count
+    follows service/metric_names.py and docs/observability.md (23 for one model and version)."""
+    from ops.cost.estimate import custom_metric_count
+
+    assert custom_metric_count(1, 1) == 23
+    assert custom_metric_count(3, 3) == 63
+    assert custom_metric_count(2, 1) - custom_metric_count(1, 1) == 5 + 3 + 3  # model + version

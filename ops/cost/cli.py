@@ -58,7 +58,7 @@ def add_parser(commands: Any) -> None:
 
 NOT_INCLUDED = (
     "not included: data transfer out, ECR storage, KMS keys, Container Insights, "
-    "Step Functions/EventBridge/S3 requests"
+    "target-tracking alarms, Step Functions/EventBridge/S3 requests"
 )
 
 

@@ -9,7 +9,8 @@ the same stack without Spot, or without off-hours, priced the same way.
 Usage that the config does not determine (NAT traffic, log volume, stored model and archive
 bytes, load balancer LCUs, sync run time) comes from :class:`Usage`, printed with the report.
 Not included: data transfer out of AWS, ECR storage, KMS keys ($1 each per month), Container
-Insights metrics, Step Functions and EventBridge requests, S3 requests.
+Insights metrics, the alarms target tracking creates, Step Functions and EventBridge requests,
+S3 requests, CloudWatch API calls.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from dataclasses import dataclass, field, replace
 
 from components.fargate_capacity import FargateSpotSplit
 from components.stack_config import StackConfig
-from ops.cost.prices import PriceBook
+from ops.cost.prices import DASHBOARD_MONTH, PriceBook
+from service import metric_names
 
 HOURS_PER_MONTH = 730.0
 DAYS_PER_MONTH = 30.4
@@ -35,6 +37,9 @@ class Usage:
     archive_gb: float = 20.0  # log archive stored in S3
     alb_lcu: float = 1.0  # average load balancer capacity units
     sync_minutes: float = 10.0  # one model sync run
+    models: int = 1  # models in the store (each adds custom metrics)
+    versions_per_model: int = 1  # versions each model serves
+    alarms: int = 16  # the stack's CloudWatch alarms (a test counts them in dev and prod)
 
 
 @dataclass(frozen=True)
@@ -230,6 +235,45 @@ def _fixed(cfg: StackConfig, prices: PriceBook, usage: Usage) -> list[LineItem]:
     return items
 
 
+def custom_metric_count(models: int, versions_per_model: int) -> int:
+    """Metric name x dimension combinations the service publishes (service/metric_names.py):
+    each dimension set once for the service and once per model or version; one provider."""
+    per = {
+        metric_names.PER_MODEL: 1 + models,
+        metric_names.PER_VERSION: 1 + models + models * versions_per_model,
+        metric_names.PER_PROVIDER: 1,
+        metric_names.PER_SERVICE: 1,
+    }
+    healthy = [m for m in metric_names.ALL if m is not metric_names.MODEL_LOAD_FAILURES]
+    return sum(per[m.dimensions] for m in healthy)
+
+
+GPU_METRICS_PER_INSTANCE = 4  # components/gpu/cloudwatch_agent.py: util, memory util/used/total
+GPU_METRICS_PER_GROUP = 4  # the same four rolled up per Auto Scaling group
+
+
+def _monitoring(
+    cfg: StackConfig, prices: PriceBook, usage: Usage, scenario: Scenario
+) -> list[LineItem]:
+    """Custom metrics (the service's EMF metrics, GPU metrics), alarms and the dashboard."""
+    metrics = custom_metric_count(usage.models, usage.versions_per_model)
+    detail = f"{metrics} service metrics"
+    if cfg.capacity == "gpu" and cfg.gpu_metrics:
+        instances = cfg.gpu_max_size if scenario.peak else cfg.gpu_min_size
+        gpu = GPU_METRICS_PER_INSTANCE * instances + GPU_METRICS_PER_GROUP
+        metrics += gpu
+        detail += f" + {gpu} GPU metrics ({instances} instances)"
+    return [
+        LineItem(
+            "CloudWatch metrics, alarms, dashboard",
+            metrics * prices.price("cw_metric_month")
+            + usage.alarms * prices.price("cw_alarm_month")
+            + DASHBOARD_MONTH,
+            f"{detail}, {usage.alarms} alarms, 1 dashboard",
+        )
+    ]
+
+
 def _sync(cfg: StackConfig, prices: PriceBook, usage: Usage, scenario: Scenario) -> list[LineItem]:
     sync = cfg.model_sync_settings()
     if sync is None:
@@ -262,7 +306,12 @@ def line_items(
         if cfg.capacity == "gpu"
         else _fargate_service(cfg, prices, scenario)
     )
-    return [*compute, *_sync(cfg, prices, usage, scenario), *_fixed(cfg, prices, usage)]
+    return [
+        *compute,
+        *_sync(cfg, prices, usage, scenario),
+        *_fixed(cfg, prices, usage),
+        *_monitoring(cfg, prices, usage, scenario),
+    ]
 
 
 def estimate(

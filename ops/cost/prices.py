@@ -27,6 +27,9 @@ from botocore.exceptions import ClientError, NoCredentialsError
 SNAPSHOT = Path(__file__).with_name("price_snapshot.json")
 CACHE_TTL_S = 7 * 24 * 3600
 PRICING_ENDPOINT_REGIONS = ("us-east-1", "eu-central-1", "ap-south-1")
+# Dashboards: USD 3.00 per dashboard-month in every region, beyond an account's first three
+# (https://aws.amazon.com/cloudwatch/pricing/, "Dashboards"); priced as if the free three are used.
+DASHBOARD_MONTH = 3.0
 
 
 class PriceError(RuntimeError):
@@ -67,6 +70,11 @@ SPECS: tuple[PriceSpec, ...] = (
               {"usagetype": "EBS:VolumeUsage.gp3", "volumeApiName": "gp3"}, "GB-month"),
     PriceSpec("s3_standard_gb_month", "AmazonS3",
               {"usagetype": "TimedStorage-ByteHrs", "volumeType": "Standard"}, "GB-month"),
+    # custom metrics: the first tier (the first 10,000 metrics); standard-resolution alarms
+    PriceSpec("cw_metric_month", "AmazonCloudWatch", {"usagetype": "CW:MetricMonitorUsage"},
+              "metric-month"),
+    PriceSpec("cw_alarm_month", "AmazonCloudWatch", {"usagetype": "CW:AlarmMonitorUsage"},
+              "alarm-month"),
 )  # fmt: skip
 
 
