@@ -217,10 +217,12 @@ def test_alarms_notify_the_stack_topic(stack: str, request: pytest.FixtureReques
         assert alarm["dimensions"] == {mn.SERVICE: NAME}
         assert alarm["treatMissingData"] == "notBreaching"
         assert alarm["period"] == 60
+    # the state (a version not serving), not the one-off failure count: see
+    # tests/components/test_service_alarms.py
     load = mine["model-load-failed"]
     assert (load["metricName"], load["statistic"], load["threshold"]) == (
-        "ModelLoadFailures",
-        "Sum",
+        "ModelVersionsUnavailable",
+        "Maximum",
         1,
     )
     assert load["comparisonOperator"] == "GreaterThanOrEqualToThreshold"
