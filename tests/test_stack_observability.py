@@ -9,6 +9,7 @@ configuration (components/gpu/cloudwatch_agent.py) and AWS's documented metrics.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import re
 import subprocess
@@ -18,12 +19,17 @@ import pytest
 
 from components.dashboard import AWS_METRICS, DashboardTargets, dashboard_body
 from components.gpu import cloudwatch_agent as gpu
+from components.monitoring import (
+    ServiceMonitoring,
+    ServiceMonitoringArgs,
+    validate_dashboard_name,
+)
 from components.service_alarms import AlarmThresholds
 from components.stack_config import GPU_CONCURRENCY_PER_TASK, StackConfig
 from service import metric_names as mn
 from service.emf import EmfMetrics
 from tests.emf_spec import check_emf, extracted
-from tests.pulumi_mocks import RecordingMocks
+from tests.pulumi_mocks import REGION, RecordingMocks
 from tests.test_stack_dev import DEV, NAME, _mock_fixes, run_stack  # noqa: F401
 from tests.test_stack_prod import PROD
 
@@ -110,6 +116,8 @@ def assert_everything_shown_is_emitted(body: dict[str, Any], targets: DashboardT
             assert dims[gpu.ASG_DIMENSION] == targets.gpu_auto_scaling_group
         else:
             assert names in {tuple(sorted(d)) for d in AWS_METRICS[(namespace, metric)]}
+            # Container Insights publishes nothing for a cluster that has it disabled.
+            assert namespace != "ECS/ContainerInsights" or targets.container_insights, metric
             # CloudWatch's ALB dimensions are ARN suffixes, never ARNs.
             if "LoadBalancer" in dims:
                 assert dims["LoadBalancer"] == targets.load_balancer
@@ -150,6 +158,64 @@ def test_a_misspelt_metric_would_fail_the_check() -> None:
     )
     with pytest.raises(AssertionError, match="QueueTimeMs"):
         assert_everything_shown_is_emitted(body, targets)
+
+
+def test_without_container_insights_the_dashboard_plots_no_task_counts(
+    _mock_fixes: None,  # noqa: F811
+) -> None:
+    """``containerInsights: disabled`` is accepted stack config; the cluster then publishes no
+    ``ECS/ContainerInsights`` metrics (Amazon ECS Developer Guide, "Amazon ECS Container
+    Insights metrics": RunningTaskCount/DesiredTaskCount come from Container Insights), so the
+    dashboard must not show them (issue 12: every metric the dashboard shows is emitted)."""
+    mocks, exports = run_stack(DEV, {"containerInsights": "disabled"})
+    body = _dashboard(mocks)
+    namespaces = {ns for ns, _, _ in shown(body)}
+    assert "ECS/ContainerInsights" not in namespaces
+    assert {"AWS/ApplicationELB", "AWS/ECS", mn.NAMESPACE} <= namespaces
+    plotted = {metric for _, metric, _ in shown(body)}
+    assert {"HealthyHostCount", "UnHealthyHostCount"} <= plotted  # the tasks, as targets
+    alb = mocks.one("aws:lb/loadBalancer:LoadBalancer")
+    targets = DashboardTargets(
+        region=REGION,
+        service_name=NAME,
+        cluster_name=exports["clusterName"],
+        ecs_service_name=exports["serviceName"],
+        load_balancer=f"app/{alb.name}/0123456789",
+        target_group=f"targetgroup/{NAME}-tg/0123456789",
+        container_insights=False,
+    )
+    assert_everything_shown_is_emitted(body, targets)
+    # and the check itself fails on the default dashboard of such a cluster
+    with pytest.raises(AssertionError, match="RunningTaskCount"):
+        assert_everything_shown_is_emitted(dashboard_body(targets_with_insights(targets)), targets)
+
+
+def targets_with_insights(targets: DashboardTargets) -> DashboardTargets:
+    return dataclasses.replace(targets, container_insights=True)
+
+
+@pytest.mark.parametrize("bad", ["onnx.prod", "onnx prod", "x" * 256, "", "dash/board"])
+def test_dashboard_names_putdashboard_refuses_fail_at_preview(bad: str) -> None:
+    """CloudWatch API Reference, PutDashboard, DashboardName: "The maximum length is 255, and
+    valid characters are A-Z, a-z, 0-9, "-", and "_"" -- checked before any cloud call."""
+    with pytest.raises(ValueError, match="dashboard name is 1-255 of A-Z"):
+        validate_dashboard_name(bad)
+    validate_dashboard_name("onnx-prod_2-us-east-1")
+
+
+def test_a_stack_name_the_dashboard_cannot_carry_fails_at_preview() -> None:
+    """The default dashboard name is the service's plus the region; a service name with a dot
+    (Pulumi accepts stack names like ``prod.eu``) would make PutDashboard fail at deploy."""
+    args = ServiceMonitoringArgs(
+        service_name="onnx-prod.eu",
+        cluster_name="c",
+        ecs_service_name="s",
+        load_balancer_arn_suffix="app/a/1",
+        target_group_arn_suffix="targetgroup/t/2",
+        alarm_topic_arn="arn:aws:sns:us-east-1:123456789012:t",
+    )
+    with pytest.raises(ValueError, match=r"'onnx-prod\.eu-x"):
+        ServiceMonitoring("m", args)
 
 
 def test_widgets_fit_the_grid_and_fargate_has_no_gpu_widgets() -> None:
@@ -201,7 +267,7 @@ def test_each_stack_has_a_dashboard_of_what_it_emits(
     service_metrics = {"Requests", "Latency", "QueueTime", "RequestsShed", "BatchSize"}
     assert alb_metrics | service_metrics <= plotted
     assert (mn.GPU_NAMESPACE in namespaces) == (stack == "prod")
-    assert exports["dashboardName"] == NAME
+    assert exports["dashboardName"] == f"{NAME}-{REGION}"  # dashboards are global: the region
     assert exports["metricsLogGroupName"].endswith("/metrics")
 
 
