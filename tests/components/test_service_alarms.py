@@ -14,9 +14,12 @@ service's real EMF records (``service/emf.py``, checked against the EMF specific
 
 from __future__ import annotations
 
+import asyncio
 import operator
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from components.service_alarms import AlarmSpec, AlarmThresholds, alarm_specs
 from service import metric_names as mn
@@ -48,19 +51,26 @@ def alarm_state(spec: AlarmSpec, service: str, minute: list[dict[str, Any]]) -> 
     return "ALARM" if breached else "OK"
 
 
-def test_model_load_alarm_lasts_as_long_as_the_version_does_not_serve(tmp_path: Path) -> None:
+def test_model_load_alarm_lasts_as_long_as_the_version_does_not_serve(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A version that fails to load is retried only when its file changes (no retry storm), so
     the failure is counted once. The alarm must still say ALARM the minutes after, while the
     version is not serving, and OK only once it serves: an alarm on the one-off failure count
     would breach one minute and then, the next minute having no datapoint (notBreaching),
     notify OK while nothing was fixed."""
     (spec,) = [s for s in alarm_specs(AlarmThresholds()) if s.role == "model-load-failed"]
+
+    async def never(*args: object) -> None:  # the test flushes; no periodic publisher
+        await asyncio.Event().wait()
+
+    monkeypatch.setattr("service.app.publish_periodically", never)
     root = tmp_path / "models"
     broken = root / "broken" / "7" / "model.onnx"
     broken.parent.mkdir(parents=True)
     broken.write_bytes(b"garbage")
     write_model(root / "scale" / "1" / "model.onnx", scale_model(2.0))
-    with serving(settings_for(root, emf_interval_s=3600)) as server:
+    with serving(settings_for(root)) as server:
         emf = server.app.state.metrics.emf
         registry = server.app.state.plane.registry
         states = [alarm_state(spec, "onnx-serving", emf.flush(*registry.serving_state()))]
