@@ -219,13 +219,19 @@ def test_a_stack_name_the_dashboard_cannot_carry_fails_at_preview() -> None:
 
 
 def test_widgets_fit_the_grid_and_fargate_has_no_gpu_widgets() -> None:
+    """CloudWatch API Reference, "Dashboard Body Structure and Syntax": a ``widgets`` array (at
+    most 500) of objects with ``type``, ``x``/``y`` on a 24-column grid, ``width`` (1-24),
+    ``height`` and ``properties``; a metric widget's properties carry ``metrics``, ``region``
+    and ``period`` (a multiple of 60 for regular-resolution metrics)."""
     targets = DashboardTargets("us-east-1", "s", "c", "e", "app/a/1", "targetgroup/t/2")
     body = dashboard_body(targets)
     json.loads(json.dumps(body))
     assert all(mn.GPU_NAMESPACE not in json.dumps(w) for w in body["widgets"])
+    assert len(body["widgets"]) <= 500
     for w in body["widgets"]:
         assert w["type"] == "metric" and w["properties"]["region"] == "us-east-1"
         assert w["x"] >= 0 and w["x"] + w["width"] <= 24 and w["y"] >= 0
+        assert 1 <= w["width"] <= 24 and 1 <= w["height"] <= 1000
         assert w["properties"]["period"] == 60  # the service publishes once a minute
 
 
@@ -273,6 +279,14 @@ def test_each_stack_has_a_dashboard_of_what_it_emits(
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])
 def test_alarms_notify_the_stack_topic(stack: str, request: pytest.FixtureRequest) -> None:
+    """The alarms' actions are the stack's alert topic: its key policy admits
+    cloudwatch.amazonaws.com (``kms:GenerateDataKey*``, ``kms:Decrypt``; Amazon SNS Developer
+    Guide, "Data encryption" / "Enable compatibility between event sources from AWS services
+    and encrypted topics"), checked for every alert topic by the stack-wide test of issue 11.
+    Missing data: "Configuring how CloudWatch alarms treat missing data" (Amazon CloudWatch User
+    Guide) -- ``notBreaching`` for metrics that only exist with traffic (shed, queue time), and
+    the model alarm watches a series every task publishes each minute
+    (tests/components/test_service_alarms.py)."""
     mocks, exports = request.getfixturevalue(stack)
     alarms = {a.name.removeprefix(f"{NAME}-monitoring-"): a.inputs for a in mocks.of_type(ALARM)}
     mine = {k: v for k, v in alarms.items() if v.get("namespace") == mn.NAMESPACE}
@@ -361,6 +375,15 @@ def test_metrics_reach_cloudwatch_through_the_router(
 def test_prod_gpu_instances_run_the_gpu_metrics_agent(
     prod: tuple[RecordingMocks, dict[str, Any]],
 ) -> None:
+    """Amazon CloudWatch User Guide: "Collect NVIDIA GPU metrics" (a ``nvidia_gpu`` section in
+    ``metrics_collected``; ``utilization_gpu`` is published as ``nvidia_smi_utilization_gpu``,
+    ``memory_used`` as ``nvidia_smi_memory_used``..., with dimensions ``index``, ``name``,
+    ``host``, and no unit unless the config sets one); "Manually create or edit the CloudWatch
+    agent configuration file" (``append_dimensions`` keys ``InstanceId``/``AutoScalingGroupName``
+    ..., ``aggregation_dimensions`` roll-ups, ``run_as_user``: "the user must exist before you
+    start the CloudWatch agent" -- the package creates ``cwagent``); "Using condition keys to
+    limit access to CloudWatch namespaces" (``cloudwatch:PutMetricData`` with
+    ``StringEquals`` ``cloudwatch:namespace``)."""
     mocks, _ = prod
     template = mocks.one("aws:ec2/launchTemplate:LaunchTemplate").inputs
     script = base64.b64decode(template["userData"]).decode()
@@ -398,6 +421,13 @@ def test_gpu_metrics_can_be_turned_off(_mock_fixes: None) -> None:  # noqa: F811
 def test_prod_scales_on_in_flight_requests_per_task(
     prod: tuple[RecordingMocks, dict[str, Any]],
 ) -> None:
+    """Application Auto Scaling API Reference, CustomizedMetricSpecification: "Choose a metric
+    that changes proportionally with capacity. The value of the metric should increase or
+    decrease in inverse proportion to the number of capacity units" (in-flight requests per
+    task, averaged over the tasks' datapoints); "If you published your metric with dimensions,
+    you must specify the same dimensions in your scaling policy" (``ServiceName``, the value the
+    task definition gives the service); ``Statistic`` is one of Average, Minimum, Maximum,
+    SampleCount, Sum (no percentiles); the unit is the one the metric is published with."""
     mocks, _ = prod
     policies = {p.name: p.inputs for p in mocks.of_type(POLICY)}
     assert set(policies) == {f"{NAME}-scale-cpu", f"{NAME}-scale-concurrency"}
@@ -410,6 +440,8 @@ def test_prod_scales_on_in_flight_requests_per_task(
         "Average",
     )
     assert spec["dimensions"] == [{"name": mn.SERVICE, "value": _env(mocks)["EMF_SERVICE_NAME"]}]
+    assert spec["statistic"] in {"Average", "Minimum", "Maximum", "SampleCount", "Sum"}
+    assert spec["unit"] == mn.CONCURRENCY.unit
     assert (mn.NAMESPACE, mn.CONCURRENCY.name, (mn.SERVICE,)) in emitted_series(NAME)
 
 
