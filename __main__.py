@@ -17,13 +17,13 @@ from components.ecs_service import InferenceService, Network
 from components.efs_model_store import EfsModelStore, EfsModelStoreArgs
 from components.fargate_service import FargateInferenceService, FargateInferenceServiceArgs
 from components.gpu.cluster import GpuEc2Cluster, GpuInferenceServiceArgs
-from components.images import ImageSpec, image_uri
+from components.images import ImageSpec, image_uri, service_image_spec
 from components.log_router import LogRouter, LogRouterArgs
 from components.model_publish import ModelPublish, ModelPublishArgs
 from components.model_sync_job import CONTAINER_NAME as SYNC_CONTAINER
 from components.model_sync_job import ModelSyncJob, ModelSyncJobArgs
 from components.monitoring import ServiceMonitoring, ServiceMonitoringArgs
-from components.quota_guard import check_fargate_quotas
+from components.quota_guard import check_fargate_quotas, check_gpu_quotas
 from components.smoke_probe import SmokeProbe, SmokeProbeArgs
 from components.stack_config import StackConfig
 
@@ -69,14 +69,28 @@ name = f"onnx-{stack}"
 tags = {"project": pulumi.get_project(), "stack": stack, **cfg.tags}
 # Before anything is created: can the stack scale out within the account's Fargate vCPU quotas?
 check_fargate_quotas(cfg.fargate_demands(name), skip=cfg.quota_guard_skip)
+# ... and the GPU group within the EC2 G and VT On-Demand and Spot vCPU quotas?
+check_gpu_quotas(cfg.gpu_demands(name), skip=cfg.quota_guard_skip)
 
 net, net_resources = network(cfg, name, tags)
+# Fargate runs the lean CPU image; GPU instances the one with the CUDA/cuDNN wheels.
+ort_variant = "cuda" if cfg.capacity == "gpu" else "cpu"
 service_image = image_uri(
     name,
-    ImageSpec("service", dockerfile="service/Dockerfile", context=".", prebuilt=cfg.service_image),
+    service_image_spec("service", ort_variant, cfg.service_image),
     platform=cfg.image_platform,
     tags=tags,
 )
+# The model sync and the smoke probe run on Fargate: in a GPU stack they get the CPU image too,
+# not the CUDA wheels.
+fargate_image = service_image
+if ort_variant != "cpu":
+    fargate_image = image_uri(
+        name,
+        service_image_spec("model-sync", "cpu", cfg.service_image),
+        platform=cfg.image_platform,
+        tags=tags,
+    )
 router_image = image_uri(
     name,
     ImageSpec(
@@ -108,6 +122,7 @@ logs = LogRouter(
         archive_transition_days=cfg.archive_transition_days,
         archive_expiration_days=cfg.archive_expiration_days,
         metrics_log_retention_days=cfg.metrics_log_retention_days,
+        tags=tags,
     ),
 )
 # Models before the first deployment: a stack without modelSyncSource gets its own bucket with
@@ -128,14 +143,14 @@ jobs: dict[str, ModelSyncJob] = {}
 def publish_models(cluster_arn: pulumi.Output[str]) -> list[pulumi.Resource]:
     """The model sync job and its deploy-time run; called by the service before it deploys."""
     # Its own alert topic (same e-mail): the service's topic policy admits only the service's
-    # two event rules, and its KMS key is not an output.
+    # event rules, and its KMS key is not an output.
     sync = ModelSyncJob(
         f"{name}-model-sync",
         ModelSyncJobArgs(
             cluster_arn=cluster_arn,
             vpc_id=net.vpc_id,
             subnet_ids=net.private_subnet_ids,
-            image=service_image,
+            image=fargate_image,
             model_store=models,
             log_router=logs,
             settings=sync_settings,
@@ -156,7 +171,7 @@ def publish_models(cluster_arn: pulumi.Output[str]) -> list[pulumi.Resource]:
             security_groups=[sync.security_group_id],
             container=SYNC_CONTAINER,
             region=aws.get_region_output().region,
-            image=service_image,
+            image=fargate_image,
             source=sync_settings.source,
             source_version=demo_source.sha256 if demo_source else "",
             timeout_seconds=cfg.model_publish_timeout,
@@ -202,6 +217,7 @@ else:
             architecture=cfg.cpu_architecture,
             cluster=cfg.cluster,
             container_insights=cfg.container_insights,
+            spot=cfg.fargate_spot(),
             settings=cfg.service_settings(),
             tags=tags,
             before_deploy=publish_models,
@@ -228,6 +244,8 @@ monitoring = ServiceMonitoring(
     ),
 )
 pulumi.export("dashboardName", monitoring.dashboard_name)
+if (off_hours := cfg.off_hours()) is not None:  # read by `ops smoke` when it finds no task
+    pulumi.export("offHours", off_hours.describe())
 pulumi.export("metricsLogGroupName", logs.metrics_log_group_name)
 
 # What `python -m ops smoke` runs inside the VPC (the load balancer is internal).
@@ -236,7 +254,7 @@ smoke = SmokeProbe(
     SmokeProbeArgs(
         vpc_id=net.vpc_id,
         vpc_cidr_block=net.vpc_cidr_block,
-        image=service_image,
+        image=fargate_image,
         url=service.url,
         listener_ports=cfg.service_settings().load_balancer.listener_ports,
         public_load_balancer=cfg.public_load_balancer,
@@ -255,6 +273,7 @@ pulumi.export("modelSyncStateMachineArn", sync.state_machine_arn)
 pulumi.export("modelSyncScheduleArn", sync.schedule_arn)
 pulumi.export("modelSyncSecurityGroupId", sync.security_group_id)
 pulumi.export("modelSyncAlarmTopicArn", sync.alarm_topic_arn)
+pulumi.export("modelSyncImage", fargate_image)
 if demo_source is not None:
     pulumi.export("modelBucketName", demo_source.bucket_name)
 pulumi.export("deploymentAlarmNames", service.deployment_alarm_names)

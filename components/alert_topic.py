@@ -5,9 +5,14 @@ exit non-zero) and :class:`components.scheduled.run_task.ScheduledRunTask` (fail
 the key policy and topic policy are written once.
 
 The topic is encrypted with a customer-managed KMS key because the AWS-managed ``alias/aws/sns``
-key's policy cannot be edited, so EventBridge could never publish to a topic encrypted with it.
-The key lets ``events.amazonaws.com`` encrypt only on behalf of this account
-(``aws:SourceAccount``), and the topic policy lets it publish only on behalf of the given rules.
+key's policy cannot be edited, so neither EventBridge nor CloudWatch could publish to a topic
+encrypted with it. Who may publish is decided by the *topic* policy: EventBridge on behalf of the
+given rules only, CloudWatch on behalf of this account's alarms only. The *key* policy lets both
+services use the key without source conditions: the SNS developer guide states that
+``aws:SourceAccount``, ``aws:SourceArn`` and ``aws:SourceOrgID`` are not supported in a KMS key
+policy for EventBridge deliveries to an encrypted topic (the request SNS makes to KMS does not
+carry them, so every alert would be dropped silently). CloudWatch gets the same unconditioned
+grant, as in the guide's example; the key encrypts nothing but this topic.
 
 The children are created under the caller's component with the names the caller gives, rather
 than under a component of their own: a new parent would change their URNs, and Pulumi would
@@ -28,11 +33,17 @@ import pulumi_aws as aws
 from components.iam import Statement, policy_json
 
 EVENTS = "events.amazonaws.com"
+CLOUDWATCH = "cloudwatch.amazonaws.com"
+SNS_KEY_GUIDE = (
+    "https://docs.aws.amazon.com/sns/latest/dg/sns-key-management.html"
+    "#compatibility-with-aws-services"
+)
 
 
 def key_policy(partition: str, account: str) -> dict[str, Any]:
-    """The account administers the key; EventBridge may encrypt for the topic, for this account
-    only (as in the EventBridge guide for encrypted SNS targets)."""
+    """The account administers the key; EventBridge and CloudWatch may use it to publish to the
+    encrypted topic (``kms:GenerateDataKey*`` and ``kms:Decrypt``, no source conditions: see the
+    module docstring and SNS_KEY_GUIDE)."""
     return {
         "Version": "2012-10-17",
         "Statement": [
@@ -44,12 +55,11 @@ def key_policy(partition: str, account: str) -> dict[str, Any]:
                 "Resource": "*",
             },
             {
-                "Sid": "EventBridgePublishesToEncryptedTopic",
+                "Sid": "EventBridgeAndCloudWatchPublishToEncryptedTopic",
                 "Effect": "Allow",
-                "Principal": {"Service": EVENTS},
+                "Principal": {"Service": [EVENTS, CLOUDWATCH]},
                 "Action": ["kms:GenerateDataKey*", "kms:Decrypt"],
                 "Resource": "*",
-                "Condition": {"StringEquals": {"aws:SourceAccount": account}},
             },
         ],
     }
@@ -64,6 +74,23 @@ def topic_policy_statement(topic_arn: str, rule_arns: Sequence[str]) -> Statemen
         "Action": "sns:Publish",
         "Resource": topic_arn,
         "Condition": {"ArnEquals": {"aws:SourceArn": list(rule_arns)}},
+    }
+
+
+def alarms_publish_statement(topic_arn: str) -> Statement:
+    """Let CloudWatch publish to the topic on behalf of this account's alarms (in the topic's
+    region) only: the confused-deputy conditions belong here, in the topic policy."""
+    partition, _, region, account = topic_arn.split(":")[1:5]
+    return {
+        "Sid": "CloudWatchAlarmsPublish",
+        "Effect": "Allow",
+        "Principal": {"Service": CLOUDWATCH},
+        "Action": "sns:Publish",
+        "Resource": topic_arn,
+        "Condition": {
+            "ArnLike": {"aws:SourceArn": f"arn:{partition}:cloudwatch:{region}:{account}:alarm:*"},
+            "StringEquals": {"aws:SourceAccount": account},
+        },
     }
 
 
@@ -84,17 +111,19 @@ class AlertTopic:
         return self.key.arn
 
     def allow_rules(self, name: str, rule_arns: Sequence[pulumi.Input[str]]) -> aws.sns.TopicPolicy:
-        """Let these EventBridge rules (and no one else through EventBridge) publish.
+        """Let these EventBridge rules (and no one else through EventBridge) and this account's
+        CloudWatch alarms publish.
 
         A topic policy replaces the topic's default policy, which is why only topics created
         here get one; a topic given by its owner keeps the owner's policy."""
         statement = pulumi.Output.all(self.topic.arn, *rule_arns).apply(
             lambda v: topic_policy_statement(v[0], v[1:])
         )
+        alarms = self.topic.arn.apply(alarms_publish_statement)
         return aws.sns.TopicPolicy(
             name,
             arn=self.topic.arn,
-            policy=policy_json([statement]),
+            policy=policy_json([statement, alarms]),
             opts=pulumi.ResourceOptions(parent=self.parent),
         )
 

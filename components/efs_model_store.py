@@ -77,6 +77,7 @@ class EfsModelStore(pulumi.ComponentResource):
         super().__init__("onnx-ecs:index:EfsModelStore", name, None, opts)
         self._name = name
         self._rule_names: set[str] = set()
+        self._tags = dict(args.tags)
         child = pulumi.ResourceOptions(parent=self)
         tags = {"Name": name, **args.tags}
 
@@ -202,6 +203,7 @@ class EfsModelStore(pulumi.ComponentResource):
             from_port=NFS_PORT,
             to_port=NFS_PORT,
             description=f"NFS from {name}",
+            tags=self._tags,
             opts=pulumi.ResourceOptions(parent=self),
         )
 

@@ -24,16 +24,27 @@ from components.ecs_service import (
     ServiceSettings,
     cluster_settings,
 )
+from components.fargate_capacity import FargateSpotSplit, fargate_cluster_capacity_providers
 from components.fargate_sizes import validate_architecture, validate_fargate_size
 
 
-def fargate_placement(cpu: int, memory: int, architecture: str = "X86_64") -> Placement:
-    """A validated Fargate placement: task-level size, Linux on the given CPU architecture."""
+def fargate_placement(
+    cpu: int,
+    memory: int,
+    architecture: str = "X86_64",
+    spot: FargateSpotSplit | None = None,
+    attached: pulumi.Input[str] | None = None,
+) -> Placement:
+    """A validated Fargate placement: task-level size, Linux on the given CPU architecture;
+    with ``spot`` a FARGATE/FARGATE_SPOT capacity provider strategy instead of the launch type
+    (``attached``: wait for the providers' association with the cluster)."""
     validate_fargate_size(cpu, memory)
     validate_architecture(architecture)
+    use_spot = spot is not None and spot.uses_spot
     return Placement(
         requires_compatibilities=("FARGATE",),
-        launch_type="FARGATE",
+        launch_type=None if use_spot else "FARGATE",
+        capacity_provider_strategies=tuple(spot.strategies(attached)) if use_spot else (),
         task_cpu=str(cpu),
         task_memory=str(memory),
         runtime_platform=aws.ecs.TaskDefinitionRuntimePlatformArgs(
@@ -70,6 +81,8 @@ class FargateInferenceServiceArgs:
     architecture: str = "X86_64"  # or ARM64 (Graviton; the image must be built for it)
     cluster: str | None = None  # existing cluster name or ARN; None creates one
     container_insights: str = "enabled"
+    spot: FargateSpotSplit = field(default_factory=FargateSpotSplit)
+    """Tasks above ``spot.on_demand_base`` on FARGATE_SPOT by weight (fargate_capacity.py)."""
     settings: ServiceSettings = field(default_factory=ServiceSettings)
     tags: Mapping[str, str] = field(default_factory=dict)
     before_deploy: BeforeDeploy | None = None  # see InferenceServiceArgs
@@ -102,7 +115,7 @@ class FargateInferenceService(pulumi.ComponentResource):
         args: FargateInferenceServiceArgs,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        placement = fargate_placement(args.cpu, args.memory, args.architecture)
+        fargate_placement(args.cpu, args.memory, args.architecture)  # validate before registering
         settings = cluster_settings(args.container_insights)
         cluster_name = cluster_name_from(args.cluster) if args.cluster is not None else None
         super().__init__("onnx-ecs:index:FargateInferenceService", name, None, opts)
@@ -118,9 +131,15 @@ class FargateInferenceService(pulumi.ComponentResource):
             )
             cluster_arn: pulumi.Input[str] = cluster.arn
             cluster_name_out: pulumi.Input[str] = cluster.name
+            # FARGATE_SPOT for the model sync and a Spot-weighted service
+            attached: pulumi.Input[str] | None = fargate_cluster_capacity_providers(
+                name, cluster.name, child
+            ).id
         elif args.cluster and args.cluster.startswith("arn:"):
             cluster_arn, cluster_name_out = args.cluster, cluster_name
+            attached = None
         else:
+            attached = None
             invoke = pulumi.InvokeOutputOptions(parent=self)
             identity = aws.get_caller_identity_output(opts=invoke)
             region = aws.get_region_output(opts=invoke)
@@ -136,6 +155,16 @@ class FargateInferenceService(pulumi.ComponentResource):
                 cluster_name,
             )
             cluster_name_out = cluster_name
+        if cluster_name is not None and args.spot.uses_spot:
+            pulumi.log.warn(
+                f"{name}: cluster {cluster_name!r} is not created by this stack; ECS accepts the "
+                "FARGATE_SPOT strategy only if the cluster has the FARGATE and FARGATE_SPOT "
+                "capacity providers (aws ecs put-cluster-capacity-providers)",
+                resource=self,
+            )
+        placement = fargate_placement(
+            args.cpu, args.memory, args.architecture, spot=args.spot, attached=attached
+        )
 
         service = InferenceService(
             name,

@@ -4,19 +4,26 @@ CI builds once per commit and deploys with ``serviceImage``/``logRouterImage`` s
 commit-hash tag, so ``pulumi up`` builds nothing. Without them (a developer's stack), the images
 are built from the repository with awsx and pushed to repositories created here.
 
-Repositories: scan on push, tag immutability (awsx tags every build with a fresh random tag, so an
-immutable repository never refuses a push; a tag can never be re-pointed at other code), KMS
-encryption, and a lifecycle policy so old images do not pile up.
+Repositories: scan on push, tag immutability (a tag can never be re-pointed at other code), KMS
+encryption, and a lifecycle policy so old images do not pile up. Built images are tagged by
+content (:mod:`components.image_tags`): awsx's default tag is a hash of the build *settings*, the
+same for every build, which an immutable repository refuses the second time the content changes.
+
+The service image comes in two variants (build arg ``ORT_VARIANT``): ``cpu`` for Fargate
+(CPU-only ONNX Runtime, no CUDA/cuDNN wheels) and ``cuda`` for GPU instances.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import pulumi
 import pulumi_aws as aws
 import pulumi_awsx as awsx
+
+from components.image_tags import content_tag
 
 
 @dataclass(frozen=True)
@@ -27,6 +34,8 @@ class ImageSpec:
     dockerfile: str  # relative to the repository root
     context: str = "."
     prebuilt: str | None = None
+    args: Mapping[str, str] = field(default_factory=dict)  # docker build --build-arg
+    tag_prefix: str = ""  # e.g. "cpu-": says which variant a tag is
 
 
 def lifecycle_policy(keep_tagged: int = 30, untagged_days: int = 7) -> awsx.ecr.LifecyclePolicyArgs:
@@ -47,6 +56,19 @@ def lifecycle_policy(keep_tagged: int = 30, untagged_days: int = 7) -> awsx.ecr.
     )
 
 
+VARIANT_PLACEHOLDER = "{variant}"
+
+
+def prebuilt_uri(spec: ImageSpec) -> str:
+    """The prebuilt URI with ``{variant}`` replaced by the variant this stack builds (``cpu`` or
+    ``cuda``), so CI can pass one ``serviceImage`` for every stack: ``repo:<sha>-{variant}``."""
+    assert spec.prebuilt is not None
+    variant = spec.args.get("ORT_VARIANT")
+    if VARIANT_PLACEHOLDER in spec.prebuilt and variant is None:
+        raise ValueError(f"image URI {spec.prebuilt!r} has {VARIANT_PLACEHOLDER} but no variant")
+    return spec.prebuilt.replace(VARIANT_PLACEHOLDER, variant or "")
+
+
 def image_uri(
     name: str,
     spec: ImageSpec,
@@ -60,7 +82,7 @@ def image_uri(
     exactly when the image content does.
     """
     if spec.prebuilt:
-        return pulumi.Output.from_input(spec.prebuilt)
+        return pulumi.Output.from_input(prebuilt_uri(spec))
     repository = awsx.ecr.Repository(
         f"{name}-{spec.role}-repo",
         image_scanning_configuration=aws.ecr.RepositoryImageScanningConfigurationArgs(
@@ -81,6 +103,33 @@ def image_uri(
         context=spec.context,
         dockerfile=spec.dockerfile,
         platform=platform,
+        args=dict(spec.args) or None,
+        # The repository root is the project directory, where Pulumi runs the program.
+        image_tag=content_tag(
+            spec.context,
+            _relative_to_context(spec.context, spec.dockerfile),
+            args=spec.args,
+            platform=platform,
+            prefix=spec.tag_prefix,
+        ),
         opts=opts,
     )
     return image.image_uri
+
+
+def _relative_to_context(context: str, dockerfile: str) -> str:
+    """awsx takes the Dockerfile relative to the project; content_tag relative to the context."""
+    return str(Path(dockerfile).resolve().relative_to(Path(context).resolve()))
+
+
+def service_image_spec(role: str, variant: str, prebuilt: str | None) -> ImageSpec:
+    """The service image (service/Dockerfile, context: the repository root) in ``variant``
+    ("cpu" or "cuda"), or the prebuilt URI with ``{variant}`` filled in."""
+    return ImageSpec(
+        role,
+        dockerfile="service/Dockerfile",
+        context=".",
+        prebuilt=prebuilt,
+        args={"ORT_VARIANT": variant},
+        tag_prefix=f"{variant}-",
+    )

@@ -15,7 +15,8 @@ destinations, scoped to them.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
@@ -91,6 +92,7 @@ class LogRouterArgs:
     # extracts the metrics from them; the events themselves need not live long.
     metrics_log_retention_days: int = 30
     metrics_log_group_name: str | None = None  # None: /ecs/<project>/<stack>/<name>/metrics
+    tags: Mapping[str, str] = field(default_factory=dict)  # log groups and archive bucket
 
 
 class LogRouter(pulumi.ComponentResource):
@@ -119,6 +121,7 @@ class LogRouter(pulumi.ComponentResource):
             name=args.error_log_group_name or f"{base}/errors",
             retention_in_days=args.error_log_retention_days,
             kms_key_id=args.kms_key_arn,
+            tags=dict(args.tags) or None,
             opts=child,
         )
         router_group = aws.cloudwatch.LogGroup(
@@ -126,6 +129,7 @@ class LogRouter(pulumi.ComponentResource):
             name=args.router_log_group_name or f"{base}/log-router",
             retention_in_days=args.router_log_retention_days,
             kms_key_id=args.kms_key_arn,
+            tags=dict(args.tags) or None,
             opts=child,
         )
         metrics_group = aws.cloudwatch.LogGroup(
@@ -133,6 +137,7 @@ class LogRouter(pulumi.ComponentResource):
             name=args.metrics_log_group_name or f"{base}/metrics",
             retention_in_days=args.metrics_log_retention_days,
             kms_key_id=args.kms_key_arn,
+            tags=dict(args.tags) or None,
             opts=child,
         )
         bucket = self._archive_bucket(name, args, child)
@@ -167,6 +172,7 @@ class LogRouter(pulumi.ComponentResource):
             f"{name}-archive",
             bucket=args.archive_bucket_name,
             force_destroy=args.force_destroy_archive,
+            tags=dict(args.tags) or None,
             opts=child,
         )
         sse = (

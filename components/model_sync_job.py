@@ -130,8 +130,10 @@ class ModelSyncSettings:
     cpu: int = 1024
     memory: int = 4096  # the publisher loads each new model once to prove it is valid
     architecture: str = "X86_64"  # must match the service image
-    # FARGATE_SPOT needs FARGATE_SPOT among the cluster's capacity providers.
-    capacity: str = "FARGATE"
+    # FARGATE_SPOT (default) needs FARGATE_SPOT among the cluster's capacity providers (the
+    # clusters this project creates have it); an interruption is retried (retry) and leaves the
+    # store consistent (publish protocol, tests/sync/test_sync_interrupted.py).
+    capacity: str = "FARGATE_SPOT"
     source_kms_key_arn: str | None = None  # SSE-KMS key of the source bucket
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     timeout_seconds: int = 3600  # per attempt
@@ -160,6 +162,13 @@ class ModelSyncSettings:
             raise ValueError(
                 f"model sync capacity {self.capacity!r}: the publisher is a Fargate task; use "
                 f"one of {FARGATE_CAPACITIES}"
+            )
+        if self.capacity == "FARGATE_SPOT" and self.retry.max_attempts < 1:
+            raise ValueError(
+                "model sync on FARGATE_SPOT with retry max_attempts 0: a Spot interruption "
+                "(the task stops with SpotInterruption and the publisher exits non-zero, which "
+                "Step Functions reports as States.TaskFailed) would not be retried; allow at "
+                "least one retry or use capacity FARGATE"
             )
         if self.source_kms_key_arn is not None and not self.source_kms_key_arn.startswith("arn:"):
             raise ValueError(
@@ -372,7 +381,7 @@ class ModelSyncJob(pulumi.ComponentResource):
             tags=tags,
             opts=child,
         )
-        task_egress(name, security_group, args.model_store, child)
+        task_egress(name, security_group, args.model_store, child, tags)
         args.model_store.allow_from(name, security_group.id)
         return security_group
 

@@ -1,13 +1,18 @@
 """SNS topic + EventBridge rules that tell people when an ECS service deploys badly or a task dies.
 
-Two rules feed one encrypted topic:
+Three rules feed one encrypted topic:
 - ``ECS Deployment State Change`` with ``eventName`` SERVICE_DEPLOYMENT_FAILED for this service
   (the circuit breaker fired and rolled back);
 - ``ECS Task State Change`` for tasks of this service (``group`` ``service:<name>`` in this
-  cluster) that reached STOPPED with any container exit code other than 0.
+  cluster) that reached STOPPED with any container exit code other than 0;
+- ``ECS Task State Change`` for tasks of this service that ECS stopped for failing their load
+  balancer or container health checks (the service exits 0 on SIGTERM, so the exit-code rule
+  cannot see them); deployments and scale-in do not match.
 
 The topic, its customer-managed KMS key and its policy (``events.amazonaws.com`` may publish only
-on behalf of these two rules) come from :mod:`components.alert_topic`.
+on behalf of these rules, CloudWatch for this account's alarms) come from
+:mod:`components.alert_topic`; each target's dead-letter queue and ``FailedInvocations`` alarms
+from :mod:`components.alert_delivery`.
 """
 
 from __future__ import annotations
@@ -20,8 +25,14 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from components.alert_delivery import alert_targets
 from components.alert_topic import create_alert_topic
-from components.ecs_events import task_stopped_nonzero_pattern
+from components.ecs_events import (
+    UNHEALTHY_PATHS,
+    UNHEALTHY_TEMPLATE,
+    task_stopped_nonzero_pattern,
+    task_stopped_unhealthy_pattern,
+)
 
 
 @dataclass
@@ -50,6 +61,11 @@ def task_failed_pattern(cluster_arn: str, service_name: str) -> dict[str, Any]:
     return task_stopped_nonzero_pattern(cluster_arn, f"service:{service_name}")
 
 
+def task_unhealthy_pattern(cluster_arn: str, service_name: str) -> dict[str, Any]:
+    """EventBridge pattern: ECS stopped a task of this service for failed health checks."""
+    return task_stopped_unhealthy_pattern(cluster_arn, f"service:{service_name}")
+
+
 class ServiceNotifications(pulumi.ComponentResource):
     """Encrypted SNS topic fed by EventBridge rules for one ECS service."""
 
@@ -57,6 +73,8 @@ class ServiceNotifications(pulumi.ComponentResource):
     kms_key_arn: pulumi.Output[str]
     deployment_rule_arn: pulumi.Output[str]
     task_rule_arn: pulumi.Output[str]
+    unhealthy_rule_arn: pulumi.Output[str]
+    dead_letter_queue_arn: pulumi.Output[str]
 
     def __init__(
         self,
@@ -98,22 +116,47 @@ class ServiceNotifications(pulumi.ComponentResource):
             tags=tags,
             opts=child,
         )
-        for rule, role in ((deployment_rule, "deployment"), (task_rule, "task")):
-            aws.cloudwatch.EventTarget(
-                f"{name}-{role}-target", rule=rule.name, arn=alerts.arn, opts=child
-            )
+        unhealthy_rule = aws.cloudwatch.EventRule(
+            f"{name}-task-unhealthy",
+            description="ECS stopped a task of the inference service for failed health checks",
+            event_pattern=pulumi.Output.all(args.cluster_arn, args.service_name).apply(
+                lambda v: json.dumps(task_unhealthy_pattern(v[0], v[1]))
+            ),
+            tags=tags,
+            opts=child,
+        )
+        unhealthy_message = aws.cloudwatch.EventTargetInputTransformerArgs(
+            input_paths=UNHEALTHY_PATHS, input_template=UNHEALTHY_TEMPLATE
+        )
+        dlq = alert_targets(
+            self,
+            name,
+            rules=[
+                ("deployment", deployment_rule, {}),
+                ("task", task_rule, {}),
+                ("unhealthy", unhealthy_rule, {"input_transformer": unhealthy_message}),
+            ],
+            topic_arn=alerts.arn,
+            tags=tags,
+        )
 
-        alerts.allow_rules(f"{name}-topic-policy", [deployment_rule.arn, task_rule.arn])
+        alerts.allow_rules(
+            f"{name}-topic-policy", [deployment_rule.arn, task_rule.arn, unhealthy_rule.arn]
+        )
 
         self.topic_arn = alerts.arn
         self.kms_key_arn = alerts.kms_key_arn
         self.deployment_rule_arn = deployment_rule.arn
         self.task_rule_arn = task_rule.arn
+        self.unhealthy_rule_arn = unhealthy_rule.arn
+        self.dead_letter_queue_arn = dlq.arn
         self.register_outputs(
             {
                 "topic_arn": self.topic_arn,
                 "kms_key_arn": self.kms_key_arn,
                 "deployment_rule_arn": self.deployment_rule_arn,
                 "task_rule_arn": self.task_rule_arn,
+                "unhealthy_rule_arn": self.unhealthy_rule_arn,
+                "dead_letter_queue_arn": self.dead_letter_queue_arn,
             }
         )

@@ -1,4 +1,4 @@
-"""Preview-time guard: can this stack scale out within the account's Fargate vCPU quotas?
+"""Preview-time guard: can this stack scale out within the account's vCPU quotas?
 
 Fargate On-Demand and Fargate Spot vCPU are two separate Service Quotas (service code
 ``fargate``), and neither shows up when you search the console for "ECS". A stack whose
@@ -6,6 +6,13 @@ autoscaling maximum does not fit gets no error at deploy time: RunTask and the s
 simply fail to place tasks later, under load (seed 003). So we compare, per capacity type, what
 the stack can scale to (sum over services and jobs of max tasks x vCPU) with the quota, and fail
 the preview when it cannot fit, or warn when it uses 80 % or more of it.
+
+The same holds for GPU instances: EC2 counts them, in vCPU, against "Running On-Demand G and
+VT instances" (``ec2``/``L-DB2E81BA``) and, separately, "All G and VT Spot Instance Requests"
+(``L-3819A6DF``); P instances against their own pair. New accounts often have 0 there, and an
+Auto Scaling group over its quota only records a failed scaling activity (seed 003). The GPU
+demand is the group's max size in instances split by the mixed instances policy
+(:func:`gpu_instance_demands`), times each instance's vCPU.
 
 Two layers: :func:`evaluate` is pure (demands + quota values -> :class:`GuardResult`), and
 :func:`check_fargate_quotas` reads the quotas with the ``aws.servicequotas.get_service_quota``
@@ -19,6 +26,7 @@ import enum
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import pulumi
 
@@ -27,10 +35,14 @@ DEFAULT_WARN_RATIO = 0.8
 
 
 class Capacity(enum.StrEnum):
-    """The two Fargate capacity types that have their own vCPU quota."""
+    """Capacity types that have their own vCPU quota."""
 
     FARGATE = "FARGATE"
     FARGATE_SPOT = "FARGATE_SPOT"
+    EC2_G_VT_ON_DEMAND = "EC2_G_VT_ON_DEMAND"
+    EC2_G_VT_SPOT = "EC2_G_VT_SPOT"
+    EC2_P_ON_DEMAND = "EC2_P_ON_DEMAND"
+    EC2_P_SPOT = "EC2_P_SPOT"
 
 
 @dataclass(frozen=True)
@@ -39,12 +51,24 @@ class QuotaInfo:
 
     code: str
     name: str
+    service_code: str = SERVICE_CODE
+    console: str = "AWS Fargate"
+
+
+def _ec2(code: str, name: str) -> QuotaInfo:
+    return QuotaInfo(code, name, "ec2", "Amazon Elastic Compute Cloud (Amazon EC2)")
 
 
 QUOTAS: Mapping[Capacity, QuotaInfo] = {
     Capacity.FARGATE: QuotaInfo("L-3032A538", "Fargate On-Demand vCPU resource count"),
     Capacity.FARGATE_SPOT: QuotaInfo("L-36FBB829", "Fargate Spot vCPU resource count"),
+    Capacity.EC2_G_VT_ON_DEMAND: _ec2("L-DB2E81BA", "Running On-Demand G and VT instances"),
+    Capacity.EC2_G_VT_SPOT: _ec2("L-3819A6DF", "All G and VT Spot Instance Requests"),
+    Capacity.EC2_P_ON_DEMAND: _ec2("L-417A185B", "Running On-Demand P instances"),
+    Capacity.EC2_P_SPOT: _ec2("L-7212CCBC", "All P Spot Instance Requests"),
 }
+FARGATE_CAPACITIES = (Capacity.FARGATE, Capacity.FARGATE_SPOT)
+GPU_CAPACITIES = tuple(c for c in Capacity if c not in FARGATE_CAPACITIES)
 
 
 class Outcome(enum.StrEnum):
@@ -70,9 +94,8 @@ class Demand:
             Capacity(self.capacity)
         except ValueError:
             raise ValueError(
-                f"demand {self.name!r}: capacity {self.capacity!r} has no Fargate vCPU quota; "
-                f"use one of {[c.value for c in Capacity]} (EC2 capacity is limited by EC2 "
-                "instance quotas, which this guard does not check)"
+                f"demand {self.name!r}: capacity {self.capacity!r} has no vCPU quota known to "
+                f"this guard; use one of {[c.value for c in Capacity]}"
             ) from None
         if self.max_tasks < 0:
             raise ValueError(f"demand {self.name!r}: max_tasks {self.max_tasks} must be >= 0")
@@ -127,9 +150,9 @@ def _increase_hint(capacity: Capacity, demand: float, warn_ratio: float) -> str:
     # Ask for enough that the stack lands below the warning threshold, not just at the limit.
     desired = math.ceil(demand / warn_ratio)
     return (
-        f"Request an increase in the Service Quotas console (AWS services > AWS Fargate > "
+        f"Request an increase in the Service Quotas console (AWS services > {info.console} > "
         f"'{info.name}') or with: aws service-quotas request-service-quota-increase "
-        f"--service-code {SERVICE_CODE} --quota-code {info.code} --desired-value {desired}"
+        f"--service-code {info.service_code} --quota-code {info.code} --desired-value {desired}"
     )
 
 
@@ -139,7 +162,8 @@ def _check_one(
     info = QUOTAS[capacity]
     total = sum(d.total_vcpu for d in demands)
     head = (
-        f"{info.name} ({SERVICE_CODE}/{info.code}): this stack can scale to {_num(total)} vCPU "
+        f"{info.name} ({info.service_code}/{info.code}): this stack can scale to "
+        f"{_num(total)} vCPU "
         f"({_breakdown(demands)}); the account's quota is {_num(quota)} vCPU"
     )
     if total > quota:
@@ -176,7 +200,7 @@ def evaluate(
     if not 0 < warn_ratio <= 1:
         raise ValueError(f"warn_ratio {warn_ratio} must be in (0, 1]")
     if skip:
-        return GuardResult(Outcome.SKIPPED, (), "Fargate vCPU quota check skipped by config.")
+        return GuardResult(Outcome.SKIPPED, (), "vCPU quota check skipped by config.")
     resolved = {Capacity(k): float(v) for k, v in quotas.items()}
     checks: list[CapacityCheck] = []
     for capacity in Capacity:
@@ -191,25 +215,67 @@ def evaluate(
         checks.append(_check_one(capacity, mine, resolved[capacity], warn_ratio))
     order = [Outcome.FITS, Outcome.WARNS, Outcome.FAILS]
     worst = max((c.outcome for c in checks), key=order.index, default=Outcome.FITS)
-    message = "\n".join(c.message for c in checks) or "No Fargate demand: nothing to check."
+    message = "\n".join(c.message for c in checks) or "No vCPU demand: nothing to check."
     return GuardResult(worst, tuple(checks), message)
 
 
 QuotaReader = Callable[[Capacity], float]
 
 
+class QuotaReadError(RuntimeError):
+    """A quota could not be read (permission, region...); the message says what to do."""
+
+
 def read_quota(capacity: Capacity) -> float:
-    """Read one Fargate vCPU quota with the Service Quotas data source (runs at preview).
+    """Read one vCPU quota with the Service Quotas data source (runs at preview, with the
+    provider's credentials and region).
 
     Needs ``servicequotas:GetServiceQuota`` (and ``GetAWSDefaultServiceQuota``) for whoever
     runs ``pulumi preview``.
     """
     import pulumi_aws as aws  # local import: the pure part above needs no provider
 
-    result = aws.servicequotas.get_service_quota(
-        service_code=SERVICE_CODE, quota_code=QUOTAS[capacity].code
-    )
+    info = QUOTAS[capacity]
+    try:
+        result = aws.servicequotas.get_service_quota(
+            service_code=info.service_code, quota_code=info.code
+        )
+    except Exception as err:  # the provider's error text is all there is
+        raise QuotaReadError(
+            f"could not read the quota '{info.name}' ({info.service_code}/{info.code}): {err}. "
+            "The identity running preview needs servicequotas:GetServiceQuota and "
+            "servicequotas:GetAWSDefaultServiceQuota; or set quotaGuardSkip: true"
+        ) from err
     return float(result.value)
+
+
+def check_quotas(
+    demands: Sequence[Demand],
+    *,
+    what: str = "vCPU",
+    skip: bool = False,
+    warn_ratio: float = DEFAULT_WARN_RATIO,
+    reader: QuotaReader = read_quota,
+) -> GuardResult:
+    """Read the quotas the demands need, then fail (ValueError) or warn (pulumi.log.warn).
+
+    ``skip`` comes from stack config for accounts where the caller cannot read Service Quotas.
+    """
+    if skip:
+        result = evaluate(demands, {}, warn_ratio=warn_ratio, skip=True)
+        pulumi.log.info(f"{what}: {result.message}")
+        return result
+    needed = {Capacity(d.capacity) for d in demands if d.total_vcpu > 0}
+    quotas = {capacity: reader(capacity) for capacity in Capacity if capacity in needed}
+    result = evaluate(demands, quotas, warn_ratio=warn_ratio)
+    if result.outcome is Outcome.FAILS:
+        raise ValueError(
+            f"{what} quota check failed (set the quota guard's skip flag, quotaGuardSkip, in "
+            f"stack config to bypass):\n{result.message}"
+        )
+    if result.outcome is Outcome.WARNS:
+        pulumi.log.warn(result.message)
+    return result
 
 
 def check_fargate_quotas(
@@ -219,23 +285,60 @@ def check_fargate_quotas(
     warn_ratio: float = DEFAULT_WARN_RATIO,
     reader: QuotaReader = read_quota,
 ) -> GuardResult:
-    """Read the quotas the demands need, then fail (ValueError) or warn (pulumi.log.warn).
+    """The Fargate On-Demand and Spot vCPU quotas (call it from ``__main__.py``)."""
+    return check_quotas(
+        demands, what="Fargate vCPU", skip=skip, warn_ratio=warn_ratio, reader=reader
+    )
 
-    Call it from the program (``__main__.py``) with every Fargate service and job of the stack;
-    ``skip`` comes from stack config for accounts where the caller cannot read Service Quotas.
-    """
-    if skip:
-        result = evaluate(demands, {}, warn_ratio=warn_ratio, skip=True)
-        pulumi.log.info(result.message)
-        return result
-    needed = {Capacity(d.capacity) for d in demands if d.total_vcpu > 0}
-    quotas = {capacity: reader(capacity) for capacity in Capacity if capacity in needed}
-    result = evaluate(demands, quotas, warn_ratio=warn_ratio)
-    if result.outcome is Outcome.FAILS:
+
+def check_gpu_quotas(
+    demands: Sequence[Demand],
+    *,
+    skip: bool = False,
+    warn_ratio: float = DEFAULT_WARN_RATIO,
+    reader: QuotaReader = read_quota,
+) -> GuardResult:
+    """The EC2 G/VT (or P) On-Demand and Spot vCPU quotas of the GPU group."""
+    return check_quotas(
+        demands, what="EC2 GPU instance vCPU", skip=skip, warn_ratio=warn_ratio, reader=reader
+    )
+
+
+class _GroupLike(Protocol):
+    instance_type: str
+    max_size: int
+
+    @property
+    def sizing_instance_type(self) -> str: ...
+
+
+class _MarketLike(Protocol):
+    spot: bool
+
+    def all_instance_types(self, primary: str) -> list[str]: ...
+
+    def most_instances(self, max_size: int) -> tuple[int, int]: ...
+
+
+def gpu_instance_demands(name: str, group: _GroupLike, market: _MarketLike) -> list[Demand]:
+    """The GPU group at ``max_size``: On-Demand and Spot instances (the mixed instances
+    policy's worst case for each quota) times the largest vCPU count among its types."""
+    from components.gpu.instance_types import instance_shape
+
+    types = market.all_instance_types(group.instance_type)
+    shapes = {t: instance_shape(t) for t in types}
+    unknown = sorted(t for t, shape in shapes.items() if shape is None)
+    if unknown:
         raise ValueError(
-            "Fargate vCPU quota check failed (set the quota guard's skip flag in stack config "
-            f"to bypass):\n{result.message}"
+            f"{name}: no vCPU count on record for {unknown}; the GPU quota guard cannot count "
+            "them (set quotaGuardSkip: true and check the EC2 quotas by hand)"
         )
-    if result.outcome is Outcome.WARNS:
-        pulumi.log.warn(result.message)
-    return result
+    vcpu = max(shape.vcpus for shape in shapes.values() if shape is not None)
+    p_family = group.instance_type.startswith("p")
+    on_demand_capacity = Capacity.EC2_P_ON_DEMAND if p_family else Capacity.EC2_G_VT_ON_DEMAND
+    spot_capacity = Capacity.EC2_P_SPOT if p_family else Capacity.EC2_G_VT_SPOT
+    on_demand, spot = market.most_instances(group.max_size)
+    demands = [Demand(f"{name} On-Demand instances", on_demand_capacity, on_demand, vcpu)]
+    if spot:
+        demands.append(Demand(f"{name} Spot instances", spot_capacity, spot, vcpu))
+    return demands

@@ -113,9 +113,10 @@ class SmokeProbe(pulumi.ComponentResource):
                 to_port=port,
                 cidr_ipv4="0.0.0.0/0" if args.public_load_balancer else args.vpc_cidr_block,
                 description="to the load balancer's listener",
+                tags=tags,
                 opts=child,
             )
-        task_egress(name, group, args.model_store, child)
+        task_egress(name, group, args.model_store, child, tags)
         args.model_store.allow_from(name, group.id)
 
         log_group = aws.cloudwatch.LogGroup(

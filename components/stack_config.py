@@ -25,19 +25,25 @@ from components.ecs_service import (
     LoadBalancerOptions,
     ServiceSettings,
 )
+from components.fargate_capacity import (
+    DEPLOYMENT_MAXIMUM_PERCENT,
+    FargateSpotSplit,
+    rollout_tasks,
+)
 from components.fargate_sizes import validate_architecture, validate_fargate_size
 from components.gpu.cluster import GpuEc2ClusterArgs, validate_args
 from components.gpu.instance_types import gpu_task_size
 from components.log_router import validate_retention_days
 from components.model_sync_job import DEFAULT_SCHEDULE, ModelSyncSettings
-from components.quota_guard import Capacity, Demand
+from components.off_hours import OffHours
+from components.quota_guard import Capacity, Demand, gpu_instance_demands
 from components.service_alarms import AlarmThresholds
 
 NAT_STRATEGIES = ("Single", "OnePerAz")
 DEFAULT_VPC_CIDR = "10.0.0.0/16"
 CAPACITIES = ("fargate", "gpu")
 GPU_CLUSTER_NAME = "stack-gpu"  # stands in for onnx-<stack>-gpu when validating before any resource
-FARGATE_ONLY_KEYS = ("cpu", "memory")
+FARGATE_ONLY_KEYS = ("cpu", "memory", "fargateSpotWeight", "fargateOnDemandBase")
 # Default in-flight requests per GPU task to scale on: the default MAX_BATCH_SIZE, i.e. one full
 # batch waiting behind the one running (docs/operations.md, "Scaling on the right signal").
 GPU_CONCURRENCY_PER_TASK = 32
@@ -97,8 +103,9 @@ class StackConfig:
         default=None,
         metadata=_m(
             "serviceImage",
-            "Prebuilt service image URI (e.g. a commit-hash tag from CI); unset builds "
-            "service/Dockerfile and pushes it to a new ECR repository.",
+            "Prebuilt service image URI (e.g. a commit-hash tag from CI; `{variant}` in it "
+            "becomes cpu or cuda by `capacity`); unset builds service/Dockerfile and pushes "
+            "it to a new ECR repository.",
         ),
     )
     log_router_image: str | None = field(
@@ -146,7 +153,40 @@ class StackConfig:
     )
     gpu_spot: bool = field(
         default=_gpu_default("spot"),
-        metadata=_m("gpuSpot", "Spot GPU instances (capacity rebalancing, ECS spot draining)."),
+        metadata=_m(
+            "gpuSpot",
+            "Spot GPU instances above an On-Demand base (mixed instances policy, capacity "
+            "rebalancing, ECS Spot draining); false is On-Demand only.",
+        ),
+    )
+    gpu_spot_instance_types: list[str] = field(
+        default_factory=list,
+        metadata=_m(
+            "gpuSpotInstanceTypes",
+            "More GPU types for Spot besides gpuInstanceType, same GPU count (e.g. g5.xlarge, "
+            "g6e.xlarge); gpuSpot needs at least one.",
+        ),
+    )
+    gpu_on_demand_base: int | None = field(
+        default=None,
+        metadata=_m(
+            "gpuOnDemandBaseCapacity",
+            "GPU instances always On-Demand with gpuSpot; unset covers the service's minimum "
+            "tasks (minCount, or desiredCount without autoscaling).",
+        ),
+    )
+    gpu_on_demand_percent_above_base: int = field(
+        default=0,
+        metadata=_m(
+            "gpuOnDemandPercentAboveBase", "Share (%) of GPU instances above the base On-Demand."
+        ),
+    )
+    gpu_spot_allocation_strategy: str = field(
+        default=_gpu_default("spot_allocation_strategy"),
+        metadata=_m(
+            "gpuSpotAllocationStrategy",
+            "price-capacity-optimized (AWS's recommendation) or capacity-optimized.",
+        ),
     )
     gpu_ami_id: str | None = field(
         default=None,
@@ -335,11 +375,56 @@ class StackConfig:
             "modelSyncMemory", "Fargate memory (MiB) of the sync task; holds the largest model."
         ),
     )
+    model_sync_capacity: str = field(
+        default="FARGATE_SPOT",
+        metadata=_m(
+            "modelSyncCapacity",
+            "FARGATE_SPOT (about 70 % cheaper; an interrupted run is retried and leaves the store "
+            "consistent) or FARGATE.",
+        ),
+    )
     model_sync_kms_key_arn: str | None = field(
         default=None,
         metadata=_m(
             "modelSyncKmsKeyArn", "KMS key of an SSE-KMS source bucket (kms:Decrypt via S3)."
         ),
+    )
+    # -- Fargate Spot for the service ----------------------------------------------------------
+    fargate_spot_weight: int = field(
+        default=0,
+        metadata=_m(
+            "fargateSpotWeight",
+            "Weight of FARGATE_SPOT against FARGATE (weight 1) for service tasks above the "
+            "On-Demand base; 0 runs the service On-Demand only.",
+        ),
+    )
+    fargate_on_demand_base: int | None = field(
+        default=None,
+        metadata=_m(
+            "fargateOnDemandBase",
+            "Service tasks always on On-Demand Fargate with fargateSpotWeight; unset covers the "
+            "minimum (minCount, or desiredCount without autoscaling).",
+        ),
+    )
+    # -- off-hours (scale to zero on a schedule) ------------------------------------------------
+    off_hours_start: str | None = field(
+        default=None,
+        metadata=_m(
+            "offHoursStart",
+            "HH:MM the service (and GPU group) scales back up on offHoursDays; with "
+            "offHoursStop, it runs only in between (docs/cost.md); unset: always on.",
+        ),
+    )
+    off_hours_stop: str | None = field(
+        default=None,
+        metadata=_m("offHoursStop", "HH:MM the service scales to zero (callers get ALB 503)."),
+    )
+    off_hours_days: str = field(
+        default="MON-FRI",
+        metadata=_m("offHoursDays", "Days the service runs (SUN..SAT, e.g. MON-FRI)."),
+    )
+    off_hours_timezone: str = field(
+        default="UTC", metadata=_m("offHoursTimezone", "IANA time zone of the off-hours times.")
     )
     # -- deployment alarms (ECS rolls back a deployment on ALARM) --------------------------
     alarm_5xx_rate_percent: float = field(
@@ -379,7 +464,8 @@ class StackConfig:
         default=False,
         metadata=_m(
             "quotaGuardSkip",
-            "Skip the preview-time Fargate vCPU quota check (needs servicequotas:GetServiceQuota).",
+            "Skip the preview-time Fargate and EC2 GPU vCPU quota checks (they need "
+            "servicequotas:GetServiceQuota).",
         ),
     )
     tags: dict[str, str] = field(
@@ -465,6 +551,7 @@ class StackConfig:
             self._validate_gpu()
         else:
             validate_fargate_size(self.cpu, self.memory)
+            self.fargate_spot()  # raises on a negative or non-integer weight/base
         validate_architecture(self.cpu_architecture)
         if self.vpc_id:
             if len(self.private_subnet_ids) < 2:
@@ -492,6 +579,7 @@ class StackConfig:
         self.service_settings().validate()
         self.alarm_thresholds().validate()
         validate_retention_days("metricsLogRetentionDays", self.metrics_log_retention_days)
+        self.off_hours()  # raises on a half-set or malformed schedule
         sync = self.model_sync_settings(DEMO_SOURCE_PLACEHOLDER)
         assert sync is not None
         sync.validate()
@@ -513,7 +601,9 @@ class StackConfig:
                 "instances are x86_64, so the image must be X86_64"
             )
         validate_args(GPU_CLUSTER_NAME, self.gpu_cluster_args("vpc", ["subnet"]))
-        gpu_task_size(self.gpu_instance_type, gpu_count=self.gpu_count)
+        gpu_task_size(
+            self.gpu_cluster_args("vpc", ["subnet"]).sizing_instance_type, gpu_count=self.gpu_count
+        )
         most = self.max_service_tasks
         if most > self.gpu_max_size:
             raise ValueError(
@@ -539,6 +629,19 @@ class StackConfig:
             warnings.append(
                 f"{', '.join(fargate_keys)} ignored: Fargate task sizes; with capacity gpu a "
                 "task takes its GPU instance's size"
+            )
+        if self.cluster and self.model_sync_capacity == "FARGATE_SPOT":
+            warnings.append(
+                f"cluster {self.cluster!r} is not created by this stack: the model sync runs on "
+                "FARGATE_SPOT, which ECS accepts only if the cluster has the FARGATE_SPOT "
+                "capacity provider (aws ecs put-cluster-capacity-providers); or set "
+                "modelSyncCapacity: FARGATE"
+            )
+        off_keys = sorted(k for k in keys if k.startswith("offHours"))
+        if not self.autoscaling and off_keys:
+            warnings.append(
+                f"{', '.join(off_keys)} ignored: off-hours scheduled actions act on the "
+                "autoscaling target, and autoscaling is false"
             )
         sync_keys = sorted(k for k in keys if k in SOURCE_ONLY_SYNC_KEYS)
         if self.model_sync_source is None and sync_keys:
@@ -575,6 +678,19 @@ class StackConfig:
         most = self.max_count if self.autoscaling else 0
         return max(most, self.desired_count)
 
+    @property
+    def gpu_on_demand_base_capacity(self) -> int | None:
+        """gpuOnDemandBaseCapacity, or with Spot the service's floor (its minimum tasks, one
+        per instance); None (the component's min_size) without Spot, where it does not apply."""
+        if self.gpu_on_demand_base is not None:
+            return self.gpu_on_demand_base
+        return self.min_service_tasks if self.gpu_spot else None
+
+    @property
+    def min_service_tasks(self) -> int:
+        """The service's floor: the autoscaling minimum, or the fixed count."""
+        return self.min_count if self.autoscaling else self.desired_count
+
     def gpu_cluster_args(
         self,
         vpc_id: pulumi.Input[str],
@@ -591,6 +707,11 @@ class StackConfig:
             max_size=self.gpu_max_size,
             root_volume_size_gib=self.gpu_root_volume_gib,
             spot=self.gpu_spot,
+            spot_instance_types=tuple(self.gpu_spot_instance_types),
+            on_demand_base_capacity=self.gpu_on_demand_base_capacity,
+            on_demand_percentage_above_base=self.gpu_on_demand_percent_above_base,
+            spot_allocation_strategy=self.gpu_spot_allocation_strategy,
+            off_hours=self.off_hours(),
             target_capacity=self.gpu_target_capacity,
             container_insights=self.container_insights,
             tags=dict(tags or {}),
@@ -628,24 +749,61 @@ class StackConfig:
             memory=self.model_sync_memory,
             architecture=self.cpu_architecture,  # same image as the service
             source_kms_key_arn=self.model_sync_kms_key_arn,
+            capacity=self.model_sync_capacity,
+        )
+
+    def off_hours(self) -> OffHours | None:
+        """The off-hours schedule, or None when the stack runs around the clock (or has a fixed
+        task count: the schedule acts on the autoscaling target)."""
+        if self.off_hours_start is None and self.off_hours_stop is None:
+            return None
+        if self.off_hours_start is None or self.off_hours_stop is None:
+            raise ValueError(
+                "set both offHoursStart and offHoursStop (e.g. 07:00 and 20:00), or neither"
+            )
+        off_hours = OffHours(
+            start=self.off_hours_start,
+            stop=self.off_hours_stop,
+            days=self.off_hours_days,
+            timezone=self.off_hours_timezone,
+        )
+        off_hours.validate()
+        return off_hours if self.autoscaling else None
+
+    def fargate_spot(self) -> FargateSpotSplit:
+        """The service's FARGATE / FARGATE_SPOT split (On-Demand only when the weight is 0)."""
+        base = self.fargate_on_demand_base
+        return FargateSpotSplit(
+            spot_weight=self.fargate_spot_weight,
+            on_demand_base=self.min_service_tasks if base is None else base,
         )
 
     def fargate_demands(self, name: str) -> list[Demand]:
-        """What this stack can run on Fargate at most, for the vCPU quota guard: the service
-        (Fargate capacity only; GPU instances count against EC2 quotas) and the sync job."""
+        """What this stack can run on Fargate at most, for the vCPU quota guards: the service
+        (Fargate capacity only; GPU instances count against EC2 quotas) at its most tasks times
+        the deployment's maximumPercent (a rolling deployment runs old and new tasks side by
+        side), split between the On-Demand and Spot quotas; and the sync job."""
         demands: list[Demand] = []
         if self.capacity == "fargate":
-            demands.append(
-                Demand.from_cpu_units(
-                    f"{name} service", Capacity.FARGATE, self.max_service_tasks, self.cpu
-                )
-            )
+            during_rollout = rollout_tasks(self.max_service_tasks)
+            on_demand, spot = self.fargate_spot().most_tasks(during_rollout)
+            label = f"{name} service (x{DEPLOYMENT_MAXIMUM_PERCENT}% during deployments)"
+            demands.append(Demand.from_cpu_units(label, Capacity.FARGATE, on_demand, self.cpu))
+            if spot:
+                demands.append(Demand.from_cpu_units(label, Capacity.FARGATE_SPOT, spot, self.cpu))
         sync = self.model_sync_settings(DEMO_SOURCE_PLACEHOLDER)  # every stack has one
         if sync is not None:
             # one run at a time: retries are sequential and a nightly run ends long before
             # the next one
             demands.append(Demand(f"{name} model sync", sync.capacity, 1, sync.vcpu))
         return demands
+
+    def gpu_demands(self, name: str) -> list[Demand]:
+        """What the GPU group can scale to, in vCPU, against the EC2 G and VT quotas."""
+        if self.capacity != "gpu":
+            return []
+        args = self.gpu_cluster_args("vpc", ["subnet"])
+        return gpu_instance_demands(f"{name} GPU group", args, args.market)
 
     @property
     def image_platform(self) -> str:
@@ -664,6 +822,7 @@ class StackConfig:
                 scale_in_cooldown_s=self.scale_in_cooldown,
                 scale_out_cooldown_s=self.scale_out_cooldown,
                 concurrency_per_task=self.effective_concurrency_per_task,
+                off_hours=self.off_hours(),
             )
         return ServiceSettings(
             desired_count=self.desired_count,

@@ -50,8 +50,12 @@ DESCRIBE_WITH_CAUSE = "DescribeErrorWithCause"
 DESCRIBE_ERROR = "DescribeError"
 NOTIFY = "NotifyFailure"
 FAILED = "Failed"
+FAILED_UNREPORTED = "FailedAlertNotSent"
 
 FAILED_ERROR = "ScheduledTaskFailed"
+# Raised when the failure message could not be published: an alarm counts these
+# (components/scheduled/alarms.py), so a run whose alert was lost is still reported.
+UNREPORTED_ERROR = "ScheduledTaskFailedAlertNotSent"
 
 
 @dataclass(frozen=True)
@@ -253,9 +257,14 @@ def build_definition(spec: RunTaskSpec) -> dict[str, Any]:
                     "BackoffRate": 2.0,
                 }
             ],
-            # Even when the alert cannot be sent, the execution must still end as failed.
+            # Even when the alert cannot be sent, the execution must still end as failed, with
+            # an error of its own that the unreported-failure alarm counts.
             "Catch": [
-                {"ErrorEquals": ["States.ALL"], "ResultPath": "$.notifyError", "Next": FAILED}
+                {
+                    "ErrorEquals": ["States.ALL"],
+                    "ResultPath": "$.notifyError",
+                    "Next": FAILED_UNREPORTED,
+                }
             ],
             "Next": FAILED,
         },
@@ -265,6 +274,12 @@ def build_definition(spec: RunTaskSpec) -> dict[str, Any]:
             # one (e.g. States.TaskFailed) cannot be re-raised; the cause message names it.
             "Comment": "Mark the execution failed; the cause is the message that was sent",
             "Error": FAILED_ERROR,
+            "CausePath": "$.notification.Message",
+        },
+        FAILED_UNREPORTED: {
+            "Type": "Fail",
+            "Comment": "The failure message could not be published; an alarm reports this",
+            "Error": UNREPORTED_ERROR,
             "CausePath": "$.notification.Message",
         },
     }

@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from ops import deployment_cli, run_task, smoke
+from ops.cost import cli as cost
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -16,6 +17,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     run_task.add_parser(commands)
     deployment_cli.add_parser(commands)
     smoke.add_parser(commands)
+    cost.add_parser(commands)
     args = parser.parse_args(argv)
     return int(args.handler(args))
 

@@ -13,8 +13,10 @@ SSM port forwarding, or against a local service).
 
 Exit codes: 0 every model answered; 1 AWS/API error; 2 usage; 3 the service never became ready;
 4 a model failed to answer (metadata or inference); 5 a model not ready, or no model at all;
-6 the service could not be reached; 10 the probe task itself did not run to the end (not placed,
-failed to start, timed out: the reason is printed).
+6 the service could not be reached; 7 the service is scaled to zero (its off-hours schedule, or
+a desired count of 0): nothing to probe, and the schedule is printed (``--allow-scaled-to-zero``
+makes that exit 0); 10 the probe task itself did not run to the end (not placed, failed to start,
+timed out: the reason is printed).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from ops.stack_outputs import StackOutputsError, as_list, load_outputs, lookup
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
+EXIT_SCALED_TO_ZERO = 7
 EXIT_PROBE_DID_NOT_RUN = 10
 PROBE_CODES = {
     smoke_probe.EXIT_NOT_READY,
@@ -52,6 +55,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--timeout", type=float, default=600.0, help="seconds to wait for the probe task"
     )
     parser.add_argument("--poll-interval", type=float, default=6.0, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--allow-scaled-to-zero",
+        action="store_true",
+        help="exit 0 (not 7) when the service is scaled to zero, e.g. in its off-hours",
+    )
     parser.add_argument("--region", help="AWS region (default: from the ARNs, else the profile)")
 
 
@@ -120,6 +128,10 @@ class Smoke:
 
         try:
             ecs = self.ecs or _client("ecs", region)
+            scaled_to_zero = self._scaled_to_zero(ecs, cluster, outputs)
+            if scaled_to_zero:
+                self.say(scaled_to_zero)
+                return EXIT_OK if args.allow_scaled_to_zero else EXIT_SCALED_TO_ZERO
             self.say(f"probing {outputs.get('url', 'the service')} from inside the VPC…")
             outcome = run_to_completion(
                 ecs,
@@ -142,6 +154,30 @@ class Smoke:
         for line in outcome.details:
             self.say(f"  {line}")
         return EXIT_PROBE_DID_NOT_RUN
+
+    @staticmethod
+    def _scaled_to_zero(ecs: Any, cluster: str, outputs: dict[str, Any]) -> str | None:
+        """Why there is nothing to probe, when the service runs no task and wants none.
+
+        Off-hours (components/off_hours.py) set the service's desired count to 0: the load
+        balancer then answers 503 and a probe would fail for a reason that is no fault.
+        """
+        service = outputs.get("serviceName")
+        if not service:
+            return None
+        found = ecs.describe_services(cluster=cluster, services=[service]).get("services", [])
+        if not found or found[0].get("desiredCount", 1) != 0:
+            return None
+        schedule = outputs.get("offHours")
+        why = (
+            f"its off-hours schedule runs it {schedule}"
+            if schedule
+            else "its desired count is 0 (minCount 0, or scaled in)"
+        )
+        return (
+            f"nothing to probe: the service {service} is scaled to zero ({why}); the load "
+            "balancer answers 503 meanwhile. Probe again once it runs tasks."
+        )
 
     def _print_report(self, log_group: str, task_arn: str, region: str | None) -> None:
         """The probe's lines, from its awslogs stream ``smoke/smoke/<task id>``."""

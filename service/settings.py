@@ -103,7 +103,8 @@ class Settings(BaseSettings):
         75.0,
         gt=0,
         description="Seconds an idle connection stays open; keep it above the load balancer's "
-        "idle timeout (60 s by default) so the load balancer, not the service, closes it.",
+        "idle timeout (60 s by default) so the load balancer, not the service, closes it "
+        "(the stack sets it to idleTimeoutSeconds + 5).",
     )
     request_header_timeout_s: float = Field(
         20.0, gt=0, description="Seconds a client has to send a request's headers; then 408."

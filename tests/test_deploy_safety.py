@@ -117,7 +117,7 @@ def test_deployment_alarms_watch_the_services_target_group(
     _, mocks, _, exports = stack
     tg = f"targetgroup/{NAME}-tg/0123456789"  # the mocks' arnSuffix of the service's group
     alb = f"app/{NAME}-alb/0123456789"
-    prefix = f"{NAME}-deploy-alarms-"  # the monitoring alarms (docs/observability.md) differ
+    prefix = f"{NAME}-deploy-alarms-"  # not the alert-delivery or monitoring alarms
     alarms = {
         r.name.removeprefix(prefix): r.inputs
         for r in mocks.of_type(ALARM)
@@ -172,7 +172,8 @@ def test_publish_runs_the_sync_task_definition_and_the_service_waits_for_it(
     assert inputs["security_groups"] == [exports["modelSyncSecurityGroupId"]]
     assert inputs["container"] == "model-sync"
     assert inputs["cluster"] == exports["clusterArn"]
-    assert inputs["image"] == exports["serviceImage"]
+    # the CPU variant of the service image: the sync task runs on Fargate (in a GPU stack too)
+    assert inputs["image"] == exports["modelSyncImage"]
     assert inputs["source"] == exports["modelSyncSource"]
     assert inputs["region"] == REGION
     service_urn = graph.urn(SERVICE, f"{NAME}-service")
@@ -339,7 +340,7 @@ def test_smoke_probe_task_runs_the_probe_in_the_vpc(
     (container,) = json.loads(task["containerDefinitions"])
     assert_valid_container_definitions([container])
     assert container["entryPoint"] == ["python", "-m", "ops.smoke_probe"]
-    assert container["image"] == exports["serviceImage"]
+    assert container["image"] == exports["modelSyncImage"]  # the CPU variant: a Fargate task
     env = {e["name"]: e["value"] for e in container["environment"]}
     assert env == {"MODEL_DIR": "/models", "SMOKE_URL": exports["url"]}
     assert container["mountPoints"][0]["readOnly"] is True

@@ -362,24 +362,35 @@ def fargate_quota(vcpu: float) -> Iterator[None]:
         yield
 
 
-def test_quota_guard_reads_the_on_demand_quota_for_service_and_sync() -> None:
+def test_quota_guard_reads_the_on_demand_and_spot_quotas_for_service_and_sync() -> None:
+    """dev: service tasks above minCount partly on FARGATE_SPOT, the sync on FARGATE_SPOT; the
+    two are separate quotas (L-3032A538 On-Demand, L-36FBB829 Spot)."""
     mocks, _ = run_stack(DEV, {"modelSyncSource": "s3://my-models/dev"})
     reads = [args for token, args in mocks.calls if token == QUOTA_TOKEN]
-    assert [(a["serviceCode"], a["quotaCode"]) for a in reads] == [("fargate", "L-3032A538")]
+    assert [(a["serviceCode"], a["quotaCode"]) for a in reads] == [
+        ("fargate", "L-3032A538"),
+        ("fargate", "L-36FBB829"),
+    ]
 
 
 def test_small_quota_fails_the_dev_stack_before_any_resource() -> None:
-    # dev: maxCount 2 x 2 vCPU + the sync job's 1 vCPU = 5 vCPU > 4
-    with fargate_quota(4), pytest.raises(ValueError) as err:
-        run_stack(DEV, {"modelSyncSource": "s3://my-models/dev"})
+    # On-Demand only: maxCount 2 x 200 % during a deployment = 4 tasks x 2 vCPU + the sync
+    # job's 1 vCPU = 9 vCPU > 8
+    on_demand = {
+        "modelSyncSource": "s3://my-models/dev",
+        "modelSyncCapacity": "FARGATE",
+        "fargateSpotWeight": 0,
+    }
+    with fargate_quota(8), pytest.raises(ValueError) as err:
+        run_stack(DEV, on_demand)
     message = str(err.value)
     assert "Fargate vCPU quota check failed" in message
-    assert f"{NAME} service: 2 x 2 vCPU = 4" in message
+    assert f"{NAME} service (x200% during deployments): 4 x 2 vCPU = 8" in message
     assert f"{NAME} model sync: 1 x 1 vCPU = 1" in message
-    assert "--quota-code L-3032A538 --desired-value 7" in message
+    assert "--quota-code L-3032A538 --desired-value 12" in message
     assert pulumi_mocks.MOCKS.resources == []
-    with fargate_quota(5):  # exactly enough: passes (with a warning)
-        mocks, _ = run_stack(DEV, {"modelSyncSource": "s3://my-models/dev"})
+    with fargate_quota(9):  # exactly enough: passes (with a warning)
+        mocks, _ = run_stack(DEV, on_demand)
     assert mocks.of_type("aws:ecs/service:Service")
 
 
@@ -391,14 +402,24 @@ def test_quota_guard_skip_reads_no_quota() -> None:
 
 
 def test_fargate_demands() -> None:
+    """Service: max tasks x maximumPercent 200 (a rolling deployment runs old and new tasks
+    side by side: ECS Developer Guide, "Deploy Amazon ECS services by replacing tasks",
+    maximumPercent); with Spot, each quota gets its worst case."""
     cfg = StackConfig(max_count=6, cpu=4096, memory=8192, model_sync_source="s3://my-models/x")
+    label = "s service (x200% during deployments)"
     assert [(d.name, d.capacity, d.max_tasks, d.vcpu) for d in cfg.fargate_demands("s")] == [
-        ("s service", "FARGATE", 6, 4.0),
-        ("s model sync", "FARGATE", 1, 1.0),
+        (label, "FARGATE", 12, 4.0),
+        ("s model sync", "FARGATE_SPOT", 1, 1.0),
     ]
     # every stack has a model sync job (the demo bucket's, without modelSyncSource)
     fixed = StackConfig(autoscaling=False, desired_count=4)
-    assert [(d.max_tasks, d.vcpu) for d in fixed.fargate_demands("s")] == [(4, 2.0), (1, 1.0)]
+    assert [(d.max_tasks, d.vcpu) for d in fixed.fargate_demands("s")] == [(8, 2.0), (1, 1.0)]
+    spot = StackConfig(min_count=2, max_count=6, fargate_spot_weight=3)
+    # 12 tasks during a rollout: base 2 On-Demand, 10 above split 1:3 -> <= 3 On-Demand, <= 8 Spot
+    assert [(d.capacity, d.max_tasks) for d in spot.fargate_demands("s")][:2] == [
+        ("FARGATE", 5),
+        ("FARGATE_SPOT", 8),
+    ]
     gpu = StackConfig(capacity="gpu")
     # GPU instances count against EC2 quotas; the Fargate sync task does not
     assert [d.name for d in gpu.fargate_demands("s")] == ["s model sync"]
@@ -517,6 +538,7 @@ def test_gpu_keys_map_onto_the_gpu_cluster_with_its_defaults() -> None:
     )
     assert (args.ami_id, args.root_volume_size_gib, args.target_capacity) == ("ami-0abc", 200, 80)
     assert (args.container_insights, args.tags) == ("enhanced", {"team": "ml"})
+    assert args.on_demand_base_capacity == 2  # with Spot: the service's minCount is On-Demand
 
 
 def test_model_sync_keys_map_onto_the_job_settings() -> None:
@@ -532,7 +554,7 @@ def test_model_sync_keys_map_onto_the_job_settings() -> None:
         "cron(0 3 * * ? *)",
         "UTC",
     )
-    assert (sync.keep, sync.cpu, sync.memory, sync.capacity) == (3, 1024, 4096, "FARGATE")
+    assert (sync.keep, sync.cpu, sync.memory, sync.capacity) == (3, 1024, 4096, "FARGATE_SPOT")
     assert sync.architecture == "ARM64"  # the service image's architecture
     assert sync.source_kms_key_arn == "arn:aws:kms:us-east-1:123456789012:key/k"
 
@@ -542,7 +564,9 @@ def test_project_file_runs_python_in_the_repo_venv() -> None:
     assert project["runtime"]["name"] == "python"
     assert project["runtime"]["options"]["virtualenv"] == ".venv"
     assert PROJECT == "onnx-ecs-serving"  # the project the mocks (and config keys) use
-    assert (ROOT / "requirements.txt").read_text().split() == ["-e", ".[infra]"]
+    # only the Pulumi program's packages, not the service runtime (tests/test_requirements.py)
+    requirements = (ROOT / "requirements.txt").read_text()
+    assert "pulumi-aws" in requirements and "-e" not in requirements.split()
 
 
 def test_public_load_balancer_is_tagged_for_the_policy_pack() -> None:

@@ -66,7 +66,15 @@ def test_gpu_capacity_launch_template_group_and_provider(
     scaling = provider["autoScalingGroupProvider"]["managedScaling"]
     assert (scaling["status"], scaling["targetCapacity"]) == ("ENABLED", 100)
     attached = mocks.one("aws:ecs/clusterCapacityProviders:ClusterCapacityProviders").inputs
-    assert attached["capacityProviders"] == [f"{GPU}-capacity-provider"]
+    # the GPU provider for the service, FARGATE_SPOT for the model sync
+    assert attached["capacityProviders"] == [
+        f"{GPU}-capacity-provider",
+        "FARGATE",
+        "FARGATE_SPOT",
+    ]
+    assert [s["capacityProvider"] for s in attached["defaultCapacityProviderStrategies"]] == [
+        f"{GPU}-capacity-provider"
+    ]
     # one cluster: the GPU one (no Fargate service cluster besides it)
     assert [c.name for c in mocks.of_type("aws:ecs/cluster:Cluster")] == [f"{GPU}-cluster"]
 
@@ -127,8 +135,9 @@ def test_sync_task_definition_publishes_into_the_store_read_write(
     sync = defs["model-sync"]
     assert sync["entryPoint"] == ["python", "-m", "service.sync"]
     assert sync["command"] == []
-    assert sync["image"] == containers(mocks, f"{NAME}-taskdef")["app"]["image"]
-    assert sync["image"] == exports["serviceImage"]
+    # the service image's CPU variant: the sync runs on Fargate, not on the GPU instances
+    assert sync["image"].endswith(f"/{NAME}-model-sync-image@sha256:0")
+    assert sync["image"] == exports["modelSyncImage"]
     env = {e["name"]: e["value"] for e in sync["environment"]}
     assert env["SYNC_SOURCE"] == key("modelSyncSource")
     assert (env["MODEL_DIR"], env["SYNC_KEEP"]) == ("/models", "3")
@@ -177,7 +186,14 @@ def test_sync_runs_nightly_on_fargate_in_the_gpu_cluster(
     ]
     params = run_task["Parameters"]
     assert params["Cluster"] == exports["clusterArn"]
-    assert params["LaunchType"] == "FARGATE"  # not the GPU capacity provider
+    # Fargate Spot (not the GPU capacity provider); retried on a Spot interruption
+    assert "LaunchType" not in params
+    assert params["CapacityProviderStrategy"] == [{"CapacityProvider": "FARGATE_SPOT", "Weight": 1}]
+    assert any(
+        r["MaxAttempts"] >= 1
+        and ("States.ALL" in r["ErrorEquals"] or "States.TaskFailed" in r["ErrorEquals"])
+        for r in run_task["Retry"]
+    )
     assert params["TaskDefinition"] == exports["modelSyncTaskDefinitionArn"]
     awsvpc = params["NetworkConfiguration"]["AwsvpcConfiguration"]
     assert awsvpc["Subnets"] == exports["privateSubnetIds"]
@@ -228,20 +244,28 @@ def test_prod_exports(prod: tuple[RecordingMocks, dict[str, Any]]) -> None:
 
 
 # -- the quota guard on a GPU stack -----------------------------------------------------------
-def test_quota_guard_counts_only_the_fargate_sync_job(
+def test_quota_guard_reads_the_sync_spot_quota_and_both_gpu_quotas(
     prod: tuple[RecordingMocks, dict[str, Any]],
 ) -> None:
+    """The sync job on Fargate Spot; the GPU group against EC2 "Running On-Demand G and VT
+    instances" (L-DB2E81BA) and "All G and VT Spot Instance Requests" (L-3819A6DF), service
+    code ec2 (Service Quotas console, Amazon EC2)."""
     mocks, _ = prod
-    reads = [args["quotaCode"] for token, args in mocks.calls if token == QUOTA_TOKEN]
-    assert reads == ["L-3032A538"]  # On-Demand, once; GPU instances are EC2 capacity
+    reads = [
+        (args["serviceCode"], args["quotaCode"])
+        for token, args in mocks.calls
+        if token == QUOTA_TOKEN
+    ]
+    assert reads == [("fargate", "L-36FBB829"), ("ec2", "L-DB2E81BA"), ("ec2", "L-3819A6DF")]
 
 
 def test_gpu_stack_without_a_source_syncs_the_demo_bucket_unscheduled() -> None:
     config = {k: v for k, v in PROD.items() if not k.endswith(":modelSyncSource")}
     mocks, exports = run_stack(config)
-    # the demo bucket's sync task is Fargate: its vCPU is checked against the quota
+    # the demo bucket's sync task is on Fargate Spot: its vCPU is checked against that quota,
+    # the GPU group against the EC2 G and VT quotas
     reads = [args["quotaCode"] for token, args in mocks.calls if token == QUOTA_TOKEN]
-    assert reads == ["L-3032A538"]
+    assert reads == ["L-36FBB829", "L-DB2E81BA", "L-3819A6DF"]
     assert exports["modelSyncSource"] == exports["modelSyncSource"].lower()
     assert exports["modelSyncSource"].startswith(f"s3://{NAME}-model-source-models-{ACCOUNT}-")
     schedule = mocks.one("aws:scheduler/schedule:Schedule").inputs

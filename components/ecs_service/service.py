@@ -52,6 +52,7 @@ from components.ecs_service.task import (
 )
 from components.iam import policy_json
 from components.notifications import ServiceNotifications, ServiceNotificationsArgs
+from components.off_hours import service_off_hours
 
 
 # -- the component --------------------------------------------------------------------------------
@@ -71,6 +72,7 @@ def task_egress(
     security_group: aws.ec2.SecurityGroup,
     model_store: ModelStore,
     opts: pulumi.ResourceOptions,
+    tags: dict[str, str] | None = None,
 ) -> None:
     """What a task that reads models may reach: HTTPS to AWS APIs (ECR, CloudWatch, S3, SSM, via
     NAT or VPC endpoints) and NFS to the model store; nothing else."""
@@ -82,6 +84,7 @@ def task_egress(
         to_port=443,
         cidr_ipv4="0.0.0.0/0",
         description="HTTPS to AWS APIs (ECR, logs, S3, SSM)",
+        tags=tags,
         opts=opts,
     )
     aws.vpc.SecurityGroupEgressRule(
@@ -92,6 +95,7 @@ def task_egress(
         to_port=2049,
         referenced_security_group_id=model_store.security_group_id,
         description="NFS to the model file system",
+        tags=tags,
         opts=opts,
     )
 
@@ -247,6 +251,7 @@ class InferenceService(pulumi.ComponentResource):
                 to_port=port,
                 cidr_ipv4=source,
                 description="public listener" if lb.public else "listener, from inside the VPC",
+                tags=self._tags,
                 opts=child,
             )
         aws.vpc.SecurityGroupEgressRule(
@@ -257,6 +262,7 @@ class InferenceService(pulumi.ComponentResource):
             to_port=CONTAINER_PORT,
             referenced_security_group_id=task_sg.id,
             description="to the inference tasks",
+            tags=self._tags,
             opts=child,
         )
         aws.vpc.SecurityGroupIngressRule(
@@ -267,9 +273,10 @@ class InferenceService(pulumi.ComponentResource):
             to_port=CONTAINER_PORT,
             referenced_security_group_id=alb_sg.id,
             description="from the inference ALB only",
+            tags=self._tags,
             opts=child,
         )
-        task_egress(f"{name}-task", task_sg, args.model_store, child)
+        task_egress(f"{name}-task", task_sg, args.model_store, child, self._tags)
         args.model_store.allow_from(f"{name}-tasks", task_sg.id)
         return alb_sg, task_sg
 
@@ -319,6 +326,7 @@ class InferenceService(pulumi.ComponentResource):
             "PORT": str(CONTAINER_PORT),
             "LOG_LEVEL": args.settings.log_level.upper(),
             "GRACEFUL_SHUTDOWN_S": str(args.settings.graceful_shutdown_s),
+            "KEEP_ALIVE_TIMEOUT_S": str(args.settings.load_balancer.backend_keep_alive_s),
             **args.settings.environment,
             # Last: the dashboard, alarms and scaling policy look for exactly this service name.
             **metric_environment(name),
@@ -560,8 +568,18 @@ class InferenceService(pulumi.ComponentResource):
             min_capacity=scaling.min_count,
             max_capacity=scaling.max_count,
             tags=self._tags,
-            opts=child,
+            # off-hours: the scheduled actions own min/max; a night-time `pulumi up` must not
+            # wake the service (components/off_hours.py)
+            opts=child
+            if scaling.off_hours is None
+            else pulumi.ResourceOptions.merge(
+                child, pulumi.ResourceOptions(ignore_changes=["minCapacity", "maxCapacity"])
+            ),
         )
+        if scaling.off_hours is not None:
+            service_off_hours(
+                name, scaling.off_hours, target, scaling.min_count, scaling.max_count, child
+            )
         policies: list[tuple[str, float, pulumi.Input[str] | None, str]] = [
             ("cpu", scaling.cpu_target_percent, None, "ECSServiceAverageCPUUtilization")
         ]

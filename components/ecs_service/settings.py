@@ -12,6 +12,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.deployment_alarms import DeploymentAlarmSettings
+from components.off_hours import OffHours
 
 CONTAINER_NAME = "app"
 PUBLIC_ALB_TAG = "onnx-ecs:role"
@@ -196,6 +197,10 @@ class ContainerHealthCheck:
             )
 
 
+# Seconds the service keeps an idle connection open beyond the ALB's idle timeout.
+KEEP_ALIVE_MARGIN_S = 5
+
+
 @dataclass
 class LoadBalancerOptions:
     """ALB exposure. Internal by default; public needs ``public_subnet_ids``."""
@@ -207,6 +212,12 @@ class LoadBalancerOptions:
     access_logs_prefix: str | None = None
     idle_timeout_s: int = 60
     deletion_protection: bool = False
+
+    @property
+    def backend_keep_alive_s(self) -> int:
+        """The service's KEEP_ALIVE_TIMEOUT_S: longer than the ALB's idle timeout, so the ALB,
+        not the service, closes idle connections (ELB guide, "Connection idle timeout")."""
+        return self.idle_timeout_s + KEEP_ALIVE_MARGIN_S
 
     def validate(self) -> None:
         """ALB idle timeout range."""
@@ -234,6 +245,8 @@ class Autoscaling:
     scale_in_cooldown_s: int = 300
     scale_out_cooldown_s: int = 60
     concurrency_per_task: float | None = None
+    off_hours: OffHours | None = None
+    """Scale to zero outside working hours and back (components/off_hours.py)."""
 
     def validate(self, desired_count: int) -> None:
         """Counts must nest (min <= desired <= max) and scale-in must not outpace scale-out."""
@@ -261,6 +274,8 @@ class Autoscaling:
                 f"scale-in cooldown {self.scale_in_cooldown_s}s must be longer than scale-out "
                 f"cooldown {self.scale_out_cooldown_s}s"
             )
+        if self.off_hours is not None:
+            self.off_hours.validate()
 
 
 @dataclass

@@ -29,10 +29,18 @@ from components.ecs_service import (
     ServiceSettings,
     cluster_settings,
 )
+from components.fargate_capacity import FARGATE_PROVIDERS
 from components.gpu.cloudwatch_agent import agent_script, instance_role_statements
 from components.gpu.instance_types import GpuTaskSize, gpu_task_size, parse_gpu_instance_type
+from components.gpu.spot import (
+    DEFAULT_SPOT_ALLOCATION_STRATEGY,
+    GpuMarket,
+    mixed_instances_policy,
+    smallest_instance_type,
+)
 from components.gpu.user_data import user_data_base64
 from components.iam import assume_role_policy
+from components.off_hours import OffHours, group_off_hours
 
 DEFAULT_GPU_AMI_PARAMETER = (
     "/aws/service/ecs/optimized-ami/amazon-linux-2023/gpu/recommended/image_id"
@@ -67,6 +75,15 @@ class GpuEc2ClusterArgs:
     root_volume_kms_key_id: pulumi.Input[str] | None = None
     root_device_name: str = "/dev/xvda"
     spot: bool = False
+    """Spot above an On-Demand base (components/gpu/spot.py); needs spot_instance_types."""
+    spot_instance_types: Sequence[str] = ()
+    """More types with the same GPU count for Spot (e.g. g5.xlarge, g6e.xlarge)."""
+    on_demand_base_capacity: int | None = None
+    """Instances always On-Demand; None means min_size (the service's floor)."""
+    on_demand_percentage_above_base: int = 0
+    spot_allocation_strategy: str = DEFAULT_SPOT_ALLOCATION_STRATEGY
+    off_hours: OffHours | None = None
+    """Lower the group's minimum to 0 outside working hours (components/off_hours.py)."""
     target_capacity: int = 100
     minimum_scaling_step_size: int = 1
     maximum_scaling_step_size: int = 10000
@@ -85,6 +102,25 @@ class GpuEc2ClusterArgs:
     """CloudWatch agent nvidia_gpu on each instance (components/gpu/cloudwatch_agent.py)."""
     cluster_name: str | None = None
     tags: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def market(self) -> GpuMarket:
+        """On-Demand only, or the mixed instances policy's On-Demand base and Spot above it."""
+        base = (
+            self.min_size if self.on_demand_base_capacity is None else self.on_demand_base_capacity
+        )
+        return GpuMarket(
+            spot=self.spot,
+            instance_types=tuple(self.spot_instance_types),
+            on_demand_base_capacity=base,
+            on_demand_percentage_above_base=self.on_demand_percentage_above_base,
+            spot_allocation_strategy=self.spot_allocation_strategy,
+        )
+
+    @property
+    def sizing_instance_type(self) -> str:
+        """The type tasks are sized for: the smallest of those the group may launch."""
+        return smallest_instance_type(self.market.all_instance_types(self.instance_type))
 
 
 @dataclass
@@ -155,6 +191,9 @@ def validate_args(name: str, args: GpuEc2ClusterArgs) -> None:
         )
     if not args.egress_cidrs:
         raise ValueError("egress_cidrs must name at least one CIDR for HTTPS to AWS endpoints")
+    args.market.validate(args.instance_type, args.max_size)
+    if args.off_hours is not None:
+        args.off_hours.validate()
 
 
 class GpuEc2Cluster(pulumi.ComponentResource):
@@ -178,6 +217,8 @@ class GpuEc2Cluster(pulumi.ComponentResource):
         self.args = args
         child = pulumi.ResourceOptions(parent=self)
         tags = dict(args.tags)
+        for warning in args.market.warnings(args.instance_type):
+            pulumi.log.warn(f"{name}: {warning}", resource=self)
 
         self.cluster = aws.ecs.Cluster(
             f"{name}-cluster",
@@ -242,11 +283,8 @@ class GpuEc2Cluster(pulumi.ComponentResource):
                     ),
                 )
             ],
-            instance_market_options=(
-                aws.ec2.LaunchTemplateInstanceMarketOptionsArgs(market_type="spot")
-                if args.spot
-                else None
-            ),
+            # No instance_market_options: Spot is bought by the group's mixed instances
+            # policy, and EC2 Auto Scaling refuses a launch template that requests Spot there.
             monitoring=aws.ec2.LaunchTemplateMonitoringArgs(enabled=True),
             tag_specifications=[
                 aws.ec2.LaunchTemplateTagSpecificationArgs(
@@ -259,6 +297,10 @@ class GpuEc2Cluster(pulumi.ComponentResource):
         )
 
         self.auto_scaling_group = self._auto_scaling_group(name, args, tags, child)
+        if args.off_hours is not None:
+            group_off_hours(
+                name, args.off_hours, self.auto_scaling_group.name, args.min_size, child
+            )
 
         self.capacity_provider = aws.ecs.CapacityProvider(
             f"{name}-capacity-provider",
@@ -281,7 +323,8 @@ class GpuEc2Cluster(pulumi.ComponentResource):
         self.cluster_capacity_providers = aws.ecs.ClusterCapacityProviders(
             f"{name}-capacity-providers",
             cluster_name=self.cluster.name,
-            capacity_providers=[self.capacity_provider.name],
+            # FARGATE/FARGATE_SPOT too: the model sync runs on Fargate (Spot) in this cluster.
+            capacity_providers=[self.capacity_provider.name, *FARGATE_PROVIDERS],
             default_capacity_provider_strategies=[
                 aws.ecs.ClusterCapacityProvidersDefaultCapacityProviderStrategyArgs(
                     capacity_provider=self.capacity_provider.name, base=0, weight=1
@@ -403,6 +446,9 @@ class GpuEc2Cluster(pulumi.ComponentResource):
                     scale_in_protected_instances="Refresh" if args.managed_draining else "Wait",
                 ),
             )
+        template = aws.autoscaling.GroupLaunchTemplateArgs(
+            id=self.launch_template.id, version=self.launch_template.latest_version.apply(str)
+        )
         asg_tags = [
             aws.autoscaling.GroupTagArgs(
                 key="AmazonECSManaged", value="true", propagate_at_launch=True
@@ -417,9 +463,13 @@ class GpuEc2Cluster(pulumi.ComponentResource):
             vpc_zone_identifiers=args.subnet_ids,
             min_size=args.min_size,
             max_size=args.max_size,
-            launch_template=aws.autoscaling.GroupLaunchTemplateArgs(
-                id=self.launch_template.id,
-                version=self.launch_template.latest_version.apply(str),
+            launch_template=None if args.spot else template,
+            mixed_instances_policy=(
+                mixed_instances_policy(
+                    args.market, args.instance_type, template.id, template.version
+                )
+                if args.spot
+                else None
             ),
             # Required by managed termination protection: ECS unprotects idle instances.
             protect_from_scale_in=True,
@@ -433,7 +483,12 @@ class GpuEc2Cluster(pulumi.ComponentResource):
             force_delete=True,
             tags=asg_tags,
             opts=pulumi.ResourceOptions.merge(
-                child, pulumi.ResourceOptions(ignore_changes=["desiredCapacity"])
+                child,
+                pulumi.ResourceOptions(
+                    # ECS owns the desired capacity; with off-hours the schedule owns minSize
+                    ignore_changes=["desiredCapacity"]
+                    + (["minSize"] if args.off_hours is not None else [])
+                ),
             ),
         )
 
@@ -443,7 +498,7 @@ class GpuEc2Cluster(pulumi.ComponentResource):
     ) -> GpuTaskSize:
         """Task-level cpu/memory/GPUs validated against this cluster's instance type."""
         return gpu_task_size(
-            self.args.instance_type,
+            self.args.sizing_instance_type,
             gpu_count=gpu_count,
             cpu=cpu,
             memory=memory,

@@ -2,10 +2,13 @@
 
 The state machine reports what happens to the runs *it* starts. Two rules add the rest (seed 003):
 
-- the task stopped with a non-zero exit code, whoever started it (a manual ``aws ecs run-task``
-  of the same family, or a run whose state machine execution was stopped): ``ECS Task State
+- the task stopped with a non-zero exit code and was *not* started by Step Functions (a manual
+  ``aws ecs run-task`` or ``python -m ops run-task`` of the same family): ``ECS Task State
   Change`` with ``lastStatus`` STOPPED in this cluster, ``group`` ``family:<family>`` (the
-  group RunTask gives a task unless told otherwise) and ``containers.exitCode`` anything-but 0;
+  group RunTask gives a task unless told otherwise), ``containers.exitCode`` anything-but 0 and
+  ``startedBy`` anything but "AWS Step Functions" (or absent). Attempts started by the state
+  machine are its own to report: it retries them and, once retries are spent, publishes one
+  message with the final reason, so one failed night sends one message, not one per attempt;
 - RunTask answered HTTP 200 but placed nothing (``failures`` non-empty, e.g. no Fargate
   capacity or vCPU quota reached), as recorded by CloudTrail. These ``AWS API Call via
   CloudTrail`` events reach EventBridge only when the account has a CloudTrail trail logging
@@ -21,13 +24,16 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from components.ecs_events import task_stopped_nonzero_pattern
+from components.ecs_events import STEP_FUNCTIONS_STARTED_BY, task_stopped_nonzero_pattern
 from components.scheduled.validation import TaskDefinitionRef, plain_text
 
 
 def task_failed_pattern(cluster_arn: str, family: str) -> dict[str, Any]:
-    """A task of this family in this cluster stopped with a non-zero container exit code."""
-    return task_stopped_nonzero_pattern(cluster_arn, f"family:{family}")
+    """A task of this family in this cluster, not started by Step Functions, stopped with a
+    non-zero container exit code."""
+    return task_stopped_nonzero_pattern(
+        cluster_arn, f"family:{family}", exclude_started_by=STEP_FUNCTIONS_STARTED_BY
+    )
 
 
 def run_task_failed_pattern(

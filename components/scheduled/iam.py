@@ -141,3 +141,15 @@ def start_execution_statement(state_machine_arn: str) -> Statement:
         "Action": "states:StartExecution",
         "Resource": state_machine_arn,
     }
+
+
+def dead_letter_statement(queue_arn: str) -> Statement:
+    """The Scheduler execution role sends undelivered starts to the schedule's dead-letter queue
+    (Scheduler User Guide, "Configuring a schedule's dead-letter queue": the execution role
+    needs ``sqs:SendMessage``; here on that one queue instead of the guide's ``"*"``)."""
+    return {
+        "Sid": "DeadLetterUndeliveredStarts",
+        "Effect": "Allow",
+        "Action": "sqs:SendMessage",
+        "Resource": queue_arn,
+    }

@@ -24,11 +24,17 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from components.alert_delivery import (
+    alert_targets,
+    create_dead_letter_queue,
+    dead_letter_alarm,
+)
 from components.alert_topic import AlertTopic, create_alert_topic
 from components.iam import assume_role_policy, policy_json
 from components.log_router import RETENTION_DAYS
 from components.scheduled import events
 from components.scheduled import iam as iam_statements
+from components.scheduled.alarms import execution_alarms
 from components.scheduled.validation import (
     RetryPolicy,
     cluster_name_from_arn,
@@ -261,6 +267,9 @@ class ScheduledRunTask(pulumi.ComponentResource):
         )
 
         # -- schedule -----------------------------------------------------------------------
+        # A StartExecution that fails past the retries (throttling, a deleted state machine, a
+        # role that lost its permission) lands here instead of vanishing.
+        schedule_dlq = create_dead_letter_queue(self, f"{name}-schedule-dlq", tags)
         scheduler_role = aws.iam.Role(
             f"{name}-scheduler-role",
             description=f"EventBridge Scheduler role of scheduled task {name}",
@@ -273,7 +282,12 @@ class ScheduledRunTask(pulumi.ComponentResource):
         scheduler_policy = aws.iam.RolePolicy(
             f"{name}-scheduler-policy",
             role=scheduler_role.id,
-            policy=policy_json([state_machine.arn.apply(iam_statements.start_execution_statement)]),
+            policy=policy_json(
+                [
+                    state_machine.arn.apply(iam_statements.start_execution_statement),
+                    schedule_dlq.arn.apply(iam_statements.dead_letter_statement),
+                ]
+            ),
             opts=child,
         )
         schedule = aws.scheduler.Schedule(
@@ -294,6 +308,9 @@ class ScheduledRunTask(pulumi.ComponentResource):
                 retry_policy=aws.scheduler.ScheduleTargetRetryPolicyArgs(
                     maximum_event_age_in_seconds=args.schedule_max_event_age_seconds,
                     maximum_retry_attempts=10,
+                ),
+                dead_letter_config=aws.scheduler.ScheduleTargetDeadLetterConfigArgs(
+                    arn=schedule_dlq.arn
                 ),
             ),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[scheduler_policy]),
@@ -322,24 +339,45 @@ class ScheduledRunTask(pulumi.ComponentResource):
             tags=tags,
             opts=child,
         )
-        for role, rule, paths, template in (
-            ("task-failed", task_rule, events.TASK_FAILED_PATHS, events.task_failed_template),
-            (
-                "runtask-failed",
-                run_task_rule,
-                events.RUN_TASK_FAILED_PATHS,
-                events.run_task_failed_template,
-            ),
-        ):
-            aws.cloudwatch.EventTarget(
-                f"{name}-{role}-target",
-                rule=rule.name,
-                arn=topic_arn,
-                input_transformer=aws.cloudwatch.EventTargetInputTransformerArgs(
-                    input_paths=paths, input_template=template(name)
+
+        def transformer(paths: dict[str, str], template: str) -> dict[str, Any]:
+            return {
+                "input_transformer": aws.cloudwatch.EventTargetInputTransformerArgs(
+                    input_paths=paths, input_template=template
+                )
+            }
+
+        alert_targets(
+            self,
+            name,
+            rules=[
+                (
+                    "task-failed",
+                    task_rule,
+                    transformer(events.TASK_FAILED_PATHS, events.task_failed_template(name)),
                 ),
-                opts=child,
-            )
+                (
+                    "runtask-failed",
+                    run_task_rule,
+                    transformer(
+                        events.RUN_TASK_FAILED_PATHS, events.run_task_failed_template(name)
+                    ),
+                ),
+            ],
+            topic_arn=topic_arn,
+            tags=tags,
+        )
+        dead_letter_alarm(
+            self, f"{name}-schedule-dlq-alarm", schedule_dlq, topic_arn, "A scheduled start", tags
+        )
+        execution_alarms(self, name, state_machine, log_group, topic_arn, tags)
+        # The RunTask-failure rule sees CloudTrail's record of RunTask: no trail, no alert.
+        pulumi.log.warn(
+            f"{name}: the alert on RunTask placement failures (failures in an HTTP 200 answer) "
+            "only fires in an account with a CloudTrail trail that records management events; "
+            "check `aws cloudtrail describe-trails` (docs/scheduled-tasks.md).",
+            resource=self,
+        )
         if alerts is not None:
             # A given topic keeps its owner's policy (a TopicPolicy would replace it); its
             # owner must let these rules publish (rule ARNs are outputs).

@@ -3,7 +3,7 @@ both the Pulumi wiring (pack.py) and the offline evaluator (evaluate.py) read.""
 
 from __future__ import annotations
 
-from . import compute, iam, network, s3, storage
+from . import compute, iam, network, s3, storage, tags
 from .model import Enforcement, ResourceRule, Rule, StackRule
 
 MANDATORY = Enforcement.MANDATORY
@@ -92,6 +92,20 @@ RULES: tuple[Rule, ...] = (
         resource_types=network.LOAD_BALANCER_TYPES,
         check=network.lb_internal,
         config_schema={"allowPublicLoadBalancers": {"type": "boolean", "default": False}},
+    ),
+    ResourceRule(
+        name="cost-allocation-tags",
+        description="Taggable resources carry the cost allocation tags (project, stack, ...).",
+        enforcement=MANDATORY,
+        resource_types=tags.TAGGABLE_TYPES,
+        check=tags.cost_allocation_tags,
+        config_schema={
+            "requiredTags": {
+                "type": "array",
+                "items": {"type": "string"},
+                "default": list(tags.DEFAULT_REQUIRED_TAGS),
+            }
+        },
     ),
     # -- advisory: printed as warnings; a hard stop would be wrong ------------------------------
     StackRule(

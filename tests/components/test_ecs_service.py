@@ -520,11 +520,9 @@ def test_notifications_topic_rules_and_policy() -> None:
     assert topic.inputs["kmsMasterKeyId"] == f"arn:aws:kms:us-east-1:{ACCOUNT}:{key.name}"
     assert key.inputs["enableKeyRotation"] is True
     key_statements = policy_statements(mocks, "aws:kms/key:Key")
-    events = next(
-        s for s in key_statements if s["Principal"] == {"Service": "events.amazonaws.com"}
-    )
+    events = next(s for s in key_statements if s["Sid"].startswith("EventBridge"))
     assert set(events["Action"]) == {"kms:GenerateDataKey*", "kms:Decrypt"}
-    assert events["Condition"] == {"StringEquals": {"aws:SourceAccount": ACCOUNT}}
+    assert "Condition" not in events  # SNS guide: no source conditions for EventBridge
     assert mocks.of_type("aws:sns/topicSubscription:TopicSubscription") == []
 
     rules = {
@@ -553,15 +551,21 @@ def test_notifications_topic_rules_and_policy() -> None:
     assert sorted(t.inputs["rule"] for t in targets) == [
         "svc-notify-deployment-failed",
         "svc-notify-task-failed",
+        "svc-notify-task-unhealthy",
     ]
     assert {t.inputs["arn"] for t in targets} == {topic_arn}
-    (statement,) = policy_statements(mocks, "aws:sns/topicPolicy:TopicPolicy")
+    statement = next(
+        s
+        for s in policy_statements(mocks, "aws:sns/topicPolicy:TopicPolicy")
+        if s["Sid"] == "EventBridgeRulesPublish"
+    )
     assert statement["Principal"] == {"Service": "events.amazonaws.com"}
     assert statement["Action"] == "sns:Publish"
     assert statement["Resource"] == topic_arn
     assert sorted(statement["Condition"]["ArnEquals"]["aws:SourceArn"]) == [
         f"arn:aws:cloudwatch:us-east-1:{ACCOUNT}:svc-notify-deployment-failed",
         f"arn:aws:cloudwatch:us-east-1:{ACCOUNT}:svc-notify-task-failed",
+        f"arn:aws:cloudwatch:us-east-1:{ACCOUNT}:svc-notify-task-unhealthy",
     ]
 
 

@@ -208,11 +208,15 @@ def test_user_data_joins_cluster_and_enables_gpu(default_cluster: RecordingMocks
     ]
 
 
-def test_spot_adds_draining_and_market_options() -> None:
-    mocks = run(cluster(spot=True))
+def test_spot_adds_draining_and_a_mixed_instances_policy() -> None:
+    """Spot is bought by the group's mixed instances policy, never by the launch template
+    (components/gpu/spot.py; the full policy is asserted in test_gpu_spot.py)."""
+    mocks = run(cluster(spot=True, spot_instance_types=["g5.xlarge"]))
     assert "ECS_ENABLE_SPOT_INSTANCE_DRAINING=true" in user_data_lines(mocks)
-    assert mocks.one(LT).inputs["instanceMarketOptions"] == {"marketType": "spot"}
-    assert mocks.one(ASG).inputs["capacityRebalance"] is True
+    assert "instanceMarketOptions" not in mocks.one(LT).inputs
+    group = mocks.one(ASG).inputs
+    assert group["capacityRebalance"] is True
+    assert "launchTemplate" not in group and "mixedInstancesPolicy" in group
 
 
 def test_on_demand_has_no_spot_settings(default_cluster: RecordingMocks) -> None:
@@ -448,7 +452,9 @@ def test_cluster_default_strategy_is_the_gpu_provider(default_cluster: Recording
     cluster_res = default_cluster.one(CLUSTER)
     provider_name = physical_name(default_cluster.one(CP))
     assert attached["clusterName"] == physical_name(cluster_res)
-    assert attached["capacityProviders"] == [provider_name]
+    # FARGATE/FARGATE_SPOT associated too (the model sync runs on Fargate Spot in this cluster),
+    # but the default strategy is the GPU provider only
+    assert attached["capacityProviders"] == [provider_name, "FARGATE", "FARGATE_SPOT"]
     assert attached["defaultCapacityProviderStrategies"] == [
         {"capacityProvider": provider_name, "base": 0, "weight": 1}
     ]

@@ -287,7 +287,10 @@ def test_scheduled_run_in_private_subnets_with_alerts(job: RecordingMocks) -> No
     params = run_task_state(job)["Parameters"]
     assert params["Cluster"] == CLUSTER_ARN
     assert params["TaskDefinition"].endswith(":task-definition/sync-taskdef:1")
-    assert params["LaunchType"] == "FARGATE"
+    # Fargate Spot by default, through a capacity provider strategy (RunTask takes either a
+    # launch type or a strategy, never both: ECS API Reference, RunTask, capacityProviderStrategy)
+    assert "LaunchType" not in params
+    assert params["CapacityProviderStrategy"] == [{"CapacityProvider": "FARGATE_SPOT", "Weight": 1}]
     awsvpc = params["NetworkConfiguration"]["AwsvpcConfiguration"]
     assert awsvpc["Subnets"] == ["subnet-a", "subnet-b"]
     assert awsvpc["SecurityGroups"] == ["sync-sg-id"]

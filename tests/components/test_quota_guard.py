@@ -76,7 +76,7 @@ def test_missing_quota_value_is_an_error_not_a_pass() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"capacity": "EC2"}, "has no Fargate vCPU quota"),
+        ({"capacity": "EC2"}, "has no vCPU quota known"),
         ({"max_tasks": -1}, "max_tasks -1"),
         ({"vcpu": 0}, "vcpu 0"),
     ],

@@ -157,7 +157,9 @@ def test_catch_sends_every_error_to_the_failure_branch(default_stack: RecordingM
     )
     assert notify["Parameters"]["Message.$"] == "$.notification.Message"
     assert notify["Next"] == "Failed"
-    assert notify["Catch"][0]["Next"] == "Failed"  # an alert that cannot be sent still fails
+    # an alert that cannot be sent still fails, with an error the unreported-failure alarm counts
+    assert notify["Catch"][0]["Next"] == "FailedAlertNotSent"
+    assert states["FailedAlertNotSent"]["Error"] == sm.UNREPORTED_ERROR
     assert states["Failed"]["Type"] == "Fail"
     # every Pass/Choice state of the branch leads, eventually, to NotifyFailure
     for state_name in (
@@ -307,9 +309,11 @@ def test_scheduler_role_may_only_start_this_state_machine(default_stack: Recordi
     trust = _trust(default_stack, "nightly-scheduler-role")
     assert trust["Principal"] == {"Service": "scheduler.amazonaws.com"}
     assert trust["Condition"] == {"StringEquals": {"aws:SourceAccount": ACCOUNT}}
-    (statement,) = policy(default_stack, "nightly-scheduler-policy")
-    assert statement["Action"] == "states:StartExecution"
-    assert statement["Resource"] == f"arn:aws:sfn:{REGION}:{ACCOUNT}:nightly-sfn"
+    statements = by_sid(policy(default_stack, "nightly-scheduler-policy"))
+    assert set(statements) == {"StartOnlyThisStateMachine", "DeadLetterUndeliveredStarts"}
+    start = statements["StartOnlyThisStateMachine"]
+    assert start["Action"] == "states:StartExecution"
+    assert start["Resource"] == f"arn:aws:sfn:{REGION}:{ACCOUNT}:nightly-sfn"
 
 
 # -- EventBridge rules and the topic ---------------------------------------------------------
@@ -325,6 +329,11 @@ def test_rule_for_tasks_that_stop_with_non_zero_exit(default_stack: RecordingMoc
             "group": ["family:reindex"],
             "lastStatus": ["STOPPED"],
             "containers": {"exitCode": [{"anything-but": 0}]},
+            # the state machine reports its own attempts (one message per failed run)
+            "$or": [
+                {"startedBy": [{"anything-but": "AWS Step Functions"}]},
+                {"startedBy": [{"exists": False}]},
+            ],
         },
     }
 
@@ -364,14 +373,10 @@ def test_topic_is_encrypted_and_only_these_rules_may_publish(
 ) -> None:
     key = default_stack.one(KEY).inputs
     assert key["enableKeyRotation"] is True
-    key_statements = by_sid(policy_statements(default_stack, KEY))
-    events = key_statements["EventBridgePublishesToEncryptedTopic"]
-    assert events["Principal"] == {"Service": "events.amazonaws.com"}
-    assert set(events["Action"]) == {"kms:GenerateDataKey*", "kms:Decrypt"}
-    assert events["Condition"] == {"StringEquals": {"aws:SourceAccount": ACCOUNT}}
+    # the key policy's services and conditions: tests/components/test_alert_delivery.py
     topic = default_stack.one(TOPIC).inputs
     assert topic["kmsMasterKeyId"] == f"arn:aws:kms:{REGION}:{ACCOUNT}:nightly-alerts-key"
-    (statement,) = policy_statements(default_stack, TOPIC_POLICY)
+    statement = by_sid(policy_statements(default_stack, TOPIC_POLICY))["EventBridgeRulesPublish"]
     assert statement["Principal"] == {"Service": "events.amazonaws.com"}
     assert statement["Action"] == "sns:Publish"
     assert statement["Condition"] == {
@@ -632,6 +637,30 @@ def test_retry_then_catch_then_alert(sfn_world: Callable[..., Any]) -> None:
     assert history.count("TaskFailed") == 3
     (message,) = messages
     assert "Scheduled ECS task nightly failed" in message
+
+
+def test_alert_publish_is_retried_then_the_run_fails_as_unreported(
+    sfn_world: Callable[..., Any],
+) -> None:
+    """The failure branch's SNS publish is retried (a throttled or briefly refused publish must
+    not lose the one message of a failed run); when it still fails, the execution ends with
+    its own error, which the unreported-failure alarm counts. Removing the Retry of
+    NotifyFailure makes this fail (one publish attempt instead of four)."""
+
+    def unreachable_topic(doc: dict[str, Any]) -> None:
+        doc["StartAt"] = sm.CLASSIFY
+        notify = doc["States"][sm.NOTIFY]
+        notify["Parameters"]["TopicArn"] = f"arn:aws:sns:{REGION}:{ACCOUNT}:missing"
+        for retrier in notify["Retry"]:  # same attempts, shorter waits
+            retrier["IntervalSeconds"], retrier["BackoffRate"] = 1, 1.0
+
+    described, history, messages = sfn_world(
+        unreachable_topic, {"error": {"Error": "States.Timeout"}}
+    )
+    assert described["status"] == "FAILED"
+    assert described["error"] == sm.UNREPORTED_ERROR
+    assert history.count("TaskScheduled") == 1 + 3  # the publish and its three retries
+    assert messages == []
 
 
 def test_task_definition_arn_parsing() -> None:

@@ -296,3 +296,50 @@ def test_tls_always_verifies_the_certificate_and_the_host_name_when_it_can_match
     assert alb.check_hostname is False  # the ACM certificate names your domain, not the ALB
     own = tls_context("https://models.example.com")
     assert own is not None and own.check_hostname is True
+
+
+def test_a_service_scaled_to_zero_is_exit_7_with_its_schedule_and_no_probe(
+    tmp_path: Path, clients: tuple[Any, Stubber, Any, Stubber]
+) -> None:
+    """Off-hours set the desired count to 0 (Application Auto Scaling scheduled actions, "Scale
+    your service using scheduled scaling", Amazon ECS Developer Guide); DescribeServices'
+    ``desiredCount`` says so. No probe task is started (the Stubber fails on any RunTask)."""
+    ecs, ecs_stub, logs, _ = clients
+    outputs = {
+        **OUTPUTS,
+        "serviceName": "onnx-dev-service",
+        "offHours": "07:00-20:00 MON-FRI (UTC)",
+    }
+    (tmp_path / "outputs.json").write_text(json.dumps(outputs))
+    for _ in range(2):
+        ecs_stub.add_response(
+            "describe_services",
+            {"services": [{"serviceName": "onnx-dev-service", "desiredCount": 0}]},
+            {"cluster": CLUSTER, "services": ["onnx-dev-service"]},
+        )
+    out = io.StringIO()
+    argv = ["--stack-outputs", str(tmp_path / "outputs.json")]
+    code = main(argv, ecs=ecs, logs=logs, out=out)
+    assert code == 7, out.getvalue()
+    assert "scaled to zero" in out.getvalue()
+    assert "07:00-20:00 MON-FRI (UTC)" in out.getvalue()
+    assert main([*argv, "--allow-scaled-to-zero"], ecs=ecs, logs=logs, out=io.StringIO()) == 0
+
+
+def test_a_running_service_is_probed(
+    tmp_path: Path, clients: tuple[Any, Stubber, Any, Stubber]
+) -> None:
+    ecs, ecs_stub, logs, logs_stub = clients
+    outputs = {**OUTPUTS, "serviceName": "onnx-dev-service"}
+    (tmp_path / "outputs.json").write_text(json.dumps(outputs))
+    ecs_stub.add_response(
+        "describe_services",
+        {"services": [{"serviceName": "onnx-dev-service", "desiredCount": 2}]},
+        {"cluster": CLUSTER, "services": ["onnx-dev-service"]},
+    )
+    expect_probe_task(ecs_stub, 0, DEFAULT_COMMAND)
+    expect_report(logs_stub, "1/1 models answered")
+    clock, out = FakeClock(), io.StringIO()
+    argv = ["--stack-outputs", str(tmp_path / "outputs.json")]
+    code = main(argv, ecs=ecs, logs=logs, out=out, sleep=clock.sleep, clock=clock)
+    assert code == 0, out.getvalue()

@@ -109,8 +109,21 @@ def test_main_builds_once_then_dev_then_prod_with_the_same_tag() -> None:
     assert "deploy-dev" in jobs["preview-prod"]["needs"]
     assert "preview-prod" in jobs["deploy-prod"]["needs"]
     builds = [s for s in jobs["images"]["steps"] if "build-push-action" in str(s.get("uses"))]
-    assert [s["with"]["file"] for s in builds] == ["service/Dockerfile", "log_router/Dockerfile"]
-    assert all(s["with"]["tags"].endswith(":${{ github.sha }}") for s in builds)
+    assert [s["with"]["file"] for s in builds] == [
+        "service/Dockerfile",
+        "service/Dockerfile",
+        "log_router/Dockerfile",
+    ]
+    # the service in both variants (cpu for Fargate, cuda for GPU), each tagged <sha>-<variant>
+    tags = [s["with"]["tags"] for s in builds]
+    assert tags[0].endswith(":${{ github.sha }}-cpu") and tags[1].endswith(
+        ":${{ github.sha }}-cuda"
+    )
+    assert [s["with"].get("build-args") for s in builds[:2]] == [
+        "ORT_VARIANT=cpu",
+        "ORT_VARIANT=cuda",
+    ]
+    assert tags[2].endswith(":${{ github.sha }}")
 
 
 def test_updates_run_in_the_stack_environment_one_at_a_time() -> None:

@@ -44,6 +44,7 @@ def test_brief_mandatory_rules_are_mandatory() -> None:
         "iam-no-wildcards",
         "s3-public-access-blocked",
         "lb-internal",
+        "cost-allocation-tags",  # issue 13: required keys from policy/config/<stack>.json
     }
     levels = {rule.name: rule.enforcement for rule in RULES}
     assert {n for n, level in levels.items() if level is Enforcement.MANDATORY} == expected

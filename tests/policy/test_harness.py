@@ -74,6 +74,7 @@ def test_iam_documents_from_json_dumps_are_checked() -> None:
 
 
 def test_check_stack_uses_the_stack_config_file() -> None:
-    mocks = run(lambda: aws.lb.LoadBalancer("alb", internal=True, subnets=["a"]))
+    tags = {"project": "p", "stack": "s", "environment": "dev"}  # cost-allocation-tags
+    mocks = run(lambda: aws.lb.LoadBalancer("alb", internal=True, subnets=["a"], tags=tags))
     assert {v.policy for v in check_stack(mocks.resources, "dev")} == set()
     assert {v.policy for v in check_stack(mocks.resources, "prod")} == {"lb-deletion-protection"}

@@ -1,0 +1,20 @@
+"""Session-wide test setup."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _resolve_requirements_in_background(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[None]:
+    """tests/test_requirements.py asks pip (over the network) how the requirements resolve on
+    three platforms; start that when the session begins, so it overlaps the other tests."""
+    if any(item.module.__name__ == "tests.test_requirements" for item in request.session.items):
+        from tests.test_requirements import start_resolutions
+
+        start_resolutions(tmp_path_factory.mktemp("resolve"))
+    yield
