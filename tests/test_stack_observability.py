@@ -391,7 +391,8 @@ def test_prod_gpu_instances_run_the_gpu_metrics_agent(
     assert checked.returncode == 0, checked.stderr  # the user data is valid bash
     ecs_at, agent_at = script.index("/etc/ecs/ecs.config"), script.index("amazon-cloudwatch-agent")
     assert ecs_at < agent_at  # the instance joins ECS whatever happens to the agent
-    config = json.loads(script.split("<<'CWAGENT'\n", 1)[1].split("\nCWAGENT", 1)[0])
+    heredoc = script.split("<<'CWAGENT'", 1)[1].split("\n", 1)[1]
+    config = json.loads(heredoc.split("\nCWAGENT", 1)[0])
     assert config == gpu.agent_config()
     assert config["metrics"]["namespace"] == mn.GPU_NAMESPACE
     assert set(config["metrics"]["metrics_collected"]["nvidia_gpu"]["measurement"][0]) == {
