@@ -138,7 +138,8 @@ class DemoModelSource(pulumi.ComponentResource):
             content_type="application/octet-stream",
             checksum_algorithm="SHA256",
             source_hash=self.sha256,
-            tags=tags,
+            # no tags: S3 bills and allocates cost per bucket (tagged above), and an object
+            # takes at most 10 tags, fewer than a stack may carry
             # uploaded once the bucket encrypts by default and refuses public access
             opts=pulumi.ResourceOptions(parent=self, depends_on=[encryption, public_access]),
         )

@@ -32,6 +32,9 @@ FARGATE_PROVIDERS = (FARGATE, FARGATE_SPOT)
 # The ECS service's deploymentMaximumPercent (components/ecs_service/service.py): during a
 # rolling deployment the service may run this share of its desired count (new + old tasks).
 DEPLOYMENT_MAXIMUM_PERCENT = 200
+# ECS API Reference, CapacityProviderStrategyItem: weight 0..1000, base 0..100000.
+MAX_WEIGHT = 1000
+MAX_BASE = 100_000
 
 
 @dataclass(frozen=True)
@@ -43,10 +46,14 @@ class FargateSpotSplit:
     on_demand_base: int = 0
 
     def __post_init__(self) -> None:
-        values = (("spot weight", self.spot_weight), ("On-Demand base", self.on_demand_base))
-        for label, value in values:
-            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 100_000:
-                raise ValueError(f"Fargate {label} {value!r} must be an integer in 0..100000")
+        # CapacityProviderStrategyItem: weight 0..1000, base 0..100000 (ECS API Reference)
+        values = (
+            ("spot weight", self.spot_weight, MAX_WEIGHT),
+            ("On-Demand base", self.on_demand_base, MAX_BASE),
+        )
+        for label, value, most in values:
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= most:
+                raise ValueError(f"Fargate {label} {value!r} must be an integer in 0..{most}")
 
     @property
     def uses_spot(self) -> bool:
@@ -75,7 +82,9 @@ class FargateSpotSplit:
     def strategies(
         self, attached: pulumi.Input[str] | None = None
     ) -> list[aws.ecs.ServiceCapacityProviderStrategyArgs]:
-        """The service's capacity provider strategy. ``attached`` (e.g. the id of the
+        """The service's capacity provider strategy: FARGATE with the On-Demand base, plus
+        FARGATE_SPOT by weight when Spot is on (without Spot, FARGATE alone: a service that
+        keeps a strategy can turn Spot on and off in place). ``attached`` (e.g. the id of the
         ClusterCapacityProviders) makes the service wait until the providers are associated."""
 
         def name(provider: str) -> pulumi.Input[str]:
@@ -83,14 +92,18 @@ class FargateSpotSplit:
                 return provider
             return pulumi.Output.from_input(attached).apply(lambda _: provider)
 
-        return [
+        strategies = [
             aws.ecs.ServiceCapacityProviderStrategyArgs(
                 capacity_provider=name(FARGATE), base=self.on_demand_base, weight=1
-            ),
-            aws.ecs.ServiceCapacityProviderStrategyArgs(
-                capacity_provider=name(FARGATE_SPOT), base=0, weight=self.spot_weight
-            ),
+            )
         ]
+        if self.uses_spot:
+            strategies.append(
+                aws.ecs.ServiceCapacityProviderStrategyArgs(
+                    capacity_provider=name(FARGATE_SPOT), base=0, weight=self.spot_weight
+                )
+            )
+        return strategies
 
 
 def rollout_tasks(most_tasks: int, maximum_percent: int = DEPLOYMENT_MAXIMUM_PERCENT) -> int:

@@ -35,16 +35,21 @@ def fargate_placement(
     spot: FargateSpotSplit | None = None,
     attached: pulumi.Input[str] | None = None,
 ) -> Placement:
-    """A validated Fargate placement: task-level size, Linux on the given CPU architecture;
-    with ``spot`` a FARGATE/FARGATE_SPOT capacity provider strategy instead of the launch type
-    (``attached``: wait for the providers' association with the cluster)."""
+    """A validated Fargate placement: task-level size, Linux on the given CPU architecture.
+
+    ``attached`` (the id of the cluster's FARGATE/FARGATE_SPOT association, for a cluster this
+    stack creates) gives a capacity provider strategy, with or without Spot: turning Spot on or
+    off is then a change of strategy, which ECS applies in place with a forced deployment.
+    Without it (a cluster the stack does not own), the FARGATE launch type unless ``spot`` asks
+    for FARGATE_SPOT."""
     validate_fargate_size(cpu, memory)
     validate_architecture(architecture)
-    use_spot = spot is not None and spot.uses_spot
+    split = spot if spot is not None else FargateSpotSplit()
+    use_strategy = split.uses_spot or attached is not None
     return Placement(
         requires_compatibilities=("FARGATE",),
-        launch_type=None if use_spot else "FARGATE",
-        capacity_provider_strategies=tuple(spot.strategies(attached)) if use_spot else (),
+        launch_type=None if use_strategy else "FARGATE",
+        capacity_provider_strategies=tuple(split.strategies(attached)) if use_strategy else (),
         task_cpu=str(cpu),
         task_memory=str(memory),
         runtime_platform=aws.ecs.TaskDefinitionRuntimePlatformArgs(

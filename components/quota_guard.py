@@ -32,6 +32,8 @@ import pulumi
 
 SERVICE_CODE = "fargate"
 DEFAULT_WARN_RATIO = 0.8
+# EC2 Auto Scaling may exceed a group's maximum while it rebalances (launch before terminate).
+REBALANCING_MARGIN = 0.1
 
 
 class Capacity(enum.StrEnum):
@@ -322,7 +324,14 @@ class _MarketLike(Protocol):
 
 def gpu_instance_demands(name: str, group: _GroupLike, market: _MarketLike) -> list[Demand]:
     """The GPU group at ``max_size``: On-Demand and Spot instances (the mixed instances
-    policy's worst case for each quota) times the largest vCPU count among its types."""
+    policy's worst case for each quota) times the largest vCPU count among its types.
+
+    G (and VT) and P instances draw on different quotas; a group whose types span both may
+    launch all its instances of either kind, so each kind's quotas get the whole count.
+
+    With Spot the group rebalances capacity: it launches a replacement before it terminates an
+    at-risk Spot instance and may exceed its maximum to do so, by a 10 % margin (at least one
+    instance here), which the Spot quota must also hold."""
     from components.gpu.instance_types import instance_shape
 
     types = market.all_instance_types(group.instance_type)
@@ -333,12 +342,34 @@ def gpu_instance_demands(name: str, group: _GroupLike, market: _MarketLike) -> l
             f"{name}: no vCPU count on record for {unknown}; the GPU quota guard cannot count "
             "them (set quotaGuardSkip: true and check the EC2 quotas by hand)"
         )
-    vcpu = max(shape.vcpus for shape in shapes.values() if shape is not None)
-    p_family = group.instance_type.startswith("p")
-    on_demand_capacity = Capacity.EC2_P_ON_DEMAND if p_family else Capacity.EC2_G_VT_ON_DEMAND
-    spot_capacity = Capacity.EC2_P_SPOT if p_family else Capacity.EC2_G_VT_SPOT
     on_demand, spot = market.most_instances(group.max_size)
-    demands = [Demand(f"{name} On-Demand instances", on_demand_capacity, on_demand, vcpu)]
-    if spot:
-        demands.append(Demand(f"{name} Spot instances", spot_capacity, spot, vcpu))
+    demands: list[Demand] = []
+    for p_family in (False, True):
+        kind = [
+            s.vcpus for t, s in shapes.items() if s is not None and t.startswith("p") == p_family
+        ]
+        if not kind:
+            continue
+        vcpu, label = max(kind), (" (P types)" if p_family else "")
+        on_demand_capacity = Capacity.EC2_P_ON_DEMAND if p_family else Capacity.EC2_G_VT_ON_DEMAND
+        spot_capacity = Capacity.EC2_P_SPOT if p_family else Capacity.EC2_G_VT_SPOT
+        demands.append(
+            Demand(f"{name} On-Demand instances{label}", on_demand_capacity, on_demand, vcpu)
+        )
+        if spot:
+            demands.append(Demand(f"{name} Spot instances{label}", spot_capacity, spot, vcpu))
+            demands.append(
+                Demand(
+                    f"{name} Spot replacements while rebalancing{label}",
+                    spot_capacity,
+                    rebalancing_margin(group.max_size),
+                    vcpu,
+                )
+            )
     return demands
+
+
+def rebalancing_margin(max_size: int) -> int:
+    """Instances a Spot group may run above ``max_size`` while it rebalances capacity: 10 % of
+    it, at least one."""
+    return max(1, math.ceil(max_size * REBALANCING_MARGIN))

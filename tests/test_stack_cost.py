@@ -132,11 +132,15 @@ def test_quota_rollout_factor_matches_the_service(dev: RecordingMocks) -> None:
     assert dev.one(SERVICE).inputs["deploymentMaximumPercent"] == DEPLOYMENT_MAXIMUM_PERCENT
 
 
-def test_dev_without_spot_uses_the_fargate_launch_type() -> None:
+def test_dev_without_spot_keeps_an_on_demand_fargate_strategy() -> None:
+    """Spot off is FARGATE alone, still a strategy (not the launch type): switching Spot on or
+    off again is a strategy change ECS makes in place (tests/components/
+    test_capacity_strategy_updates.py has the citations)."""
     mocks, _ = run_stack(DEV, {"fargateSpotWeight": 0})
     service = mocks.one(SERVICE).inputs
-    assert service["launchType"] == "FARGATE"
-    assert "capacityProviderStrategies" not in service
+    assert "launchType" not in service
+    assert [s["capacityProvider"] for s in service["capacityProviderStrategies"]] == ["FARGATE"]
+    assert service["forceNewDeployment"] is True
 
 
 def test_the_estimate_prices_the_alarms_the_stacks_create(

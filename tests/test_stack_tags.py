@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from policy.guardrails.tags import NOT_COST_ALLOCATED_TYPES
 from tests.pulumi_mocks import RecordingMocks
 from tests.test_stack_dev import DEV, PROJECT, _mock_fixes, run_stack  # noqa: F401
 from tests.test_stack_prod import PROD
@@ -51,7 +52,7 @@ def tag_dict(resource_type: str, tags: Any) -> dict[str, str]:
 def untagged(mocks: RecordingMocks, expected: dict[str, str]) -> list[str]:
     missing = []
     for resource in mocks.resources:
-        if not takes_tags(resource.type_):
+        if not takes_tags(resource.type_) or resource.type_ in NOT_COST_ALLOCATED_TYPES:
             continue
         tags = tag_dict(resource.type_, resource.inputs.get("tags"))
         lacking = [k for k, v in expected.items() if tags.get(k) != v]
@@ -94,3 +95,17 @@ def test_the_scan_knows_taggable_from_untaggable_types() -> None:
     assert takes_tags("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
     assert not takes_tags("aws:iam/rolePolicy:RolePolicy")
     assert not takes_tags("aws:ecs/clusterCapacityProviders:ClusterCapacityProviders")
+
+
+def test_a_stack_with_many_tags_uploads_the_demo_model_untagged(
+    _mock_fixes: None,  # noqa: F811
+) -> None:
+    """An S3 object takes at most 10 tags (Amazon S3 User Guide, "Categorizing your objects
+    using tags"); the stack's own tags (project, stack and the stack file's) may be more. The
+    bucket carries them, which is where S3 allocates cost."""
+    many = {f"team-tag-{i}": "x" for i in range(10)}
+    mocks, _ = run_stack(DEV, {"tags": many})
+    (demo,) = mocks.of_type("aws:s3/bucketObjectv2:BucketObjectv2")
+    assert not demo.inputs.get("tags")
+    bucket = next(r for r in mocks.of_type("aws:s3/bucket:Bucket") if "model-source" in r.name)
+    assert len(bucket.inputs["tags"]) == 12 and bucket.inputs["tags"]["team-tag-9"] == "x"

@@ -512,6 +512,9 @@ class InferenceService(pulumi.ComponentResource):
             alarms=aws.ecs.ServiceAlarmsArgs(alarm_names=alarms.names, enable=True, rollback=True),
             deployment_minimum_healthy_percent=100,
             deployment_maximum_percent=200,
+            # A changed capacity provider strategy (Spot on/off, a new weight, launch type to
+            # strategy) is refused without it: by the provider at preview, by ECS at update.
+            force_new_deployment=True,
             health_check_grace_period_seconds=args.settings.health_check_grace_period_s,
             enable_execute_command=args.settings.enable_execute_command,
             enable_ecs_managed_tags=True,

@@ -192,6 +192,13 @@ def validate_args(name: str, args: GpuEc2ClusterArgs) -> None:
     if not args.egress_cidrs:
         raise ValueError("egress_cidrs must name at least one CIDR for HTTPS to AWS endpoints")
     args.market.validate(args.instance_type, args.max_size)
+    if args.spot and not args.managed_draining:
+        raise ValueError(
+            "spot=True needs managed_draining=True: capacity rebalancing terminates at-risk Spot "
+            "instances through the Auto Scaling group, and ECS gets no Spot notice for those "
+            "(ECS_ENABLE_SPOT_INSTANCE_DRAINING does not fire); only managed draining moves "
+            "their tasks first"
+        )
     if args.off_hours is not None:
         args.off_hours.validate()
 

@@ -152,20 +152,43 @@ def check_region(region: str, known: Iterable[str]) -> None:
         raise PriceError(f"unknown AWS region {region!r}; known regions: {', '.join(known)}")
 
 
-def _first_price(price_list: list[str]) -> float | None:
-    """The lowest-tier USD price of the first product (tiers: beginRange 0 first)."""
-    for raw in price_list:
-        product = json.loads(raw) if isinstance(raw, str) else raw
-        for term in product.get("terms", {}).get("OnDemand", {}).values():
-            dims = sorted(
-                term.get("priceDimensions", {}).values(),
-                key=lambda d: float(d.get("beginRange", "0") or 0),
-            )
-            for dim in dims:
-                usd = dim.get("pricePerUnit", {}).get("USD")
-                if usd is not None:
-                    return float(usd)
+def _products(price_list: list[Any]) -> list[dict[str, Any]]:
+    """PriceList items arrive as JSON strings (one product each)."""
+    return [json.loads(raw) if isinstance(raw, str) else raw for raw in price_list]
+
+
+def _price(product: Mapping[str, Any]) -> float | None:
+    """The lowest-tier USD On-Demand price of one product (tiers: beginRange 0 first)."""
+    for term in product.get("terms", {}).get("OnDemand", {}).values():
+        dims = sorted(
+            term.get("priceDimensions", {}).values(),
+            key=lambda d: float(d.get("beginRange", "0") or 0),
+        )
+        for dim in dims:
+            usd = dim.get("pricePerUnit", {}).get("USD")
+            if usd is not None:
+                return float(usd)
     return None
+
+
+def _first_price(price_list: list[Any]) -> float | None:
+    """The price of the first product that has one."""
+    for product in _products(price_list):
+        price = _price(product)
+        if price is not None:
+            return price
+    return None
+
+
+def is_usage_type(actual: str, wanted: str) -> bool:
+    """``wanted`` itself (some us-east-1 usage types have no prefix) or behind exactly one
+    billing-region prefix (``USE1-``, ``EUC1-``, ``EU-``): never a longer usage type that merely
+    contains it, such as ``USE1-SpotUsage:Fargate-vCPU-Hours:perCPU`` for
+    ``Fargate-vCPU-Hours:perCPU`` (a CONTAINS filter returns both)."""
+    if actual == wanted:
+        return True
+    prefix, _, rest = actual.partition("-")
+    return rest == wanted and prefix.isalnum() and prefix.isupper()
 
 
 def _explain(err: ClientError, action: str) -> PriceError:
@@ -184,16 +207,39 @@ def fetch_unit_price(pricing: Any, spec: PriceSpec, region: str) -> float:
     for name, value in spec.filters.items():
         kind = "CONTAINS" if name == "usagetype" else "TERM_MATCH"
         filters.append({"Type": kind, "Field": name, "Value": value})
-    try:
-        answer = pricing.get_products(ServiceCode=spec.service_code, Filters=filters, MaxResults=10)
-    except ClientError as err:
-        raise _explain(err, f"pricing:GetProducts for {spec.key}") from err
-    price = _first_price(answer.get("PriceList", []))
-    if price is None:
+    wanted = spec.filters.get("usagetype")
+    found: dict[str, float] = {}
+    token: str | None = None
+    while True:
+        request: dict[str, Any] = {
+            "ServiceCode": spec.service_code,
+            "Filters": filters,
+            "MaxResults": 10,
+        }
+        if token:
+            request["NextToken"] = token
+        try:
+            answer = pricing.get_products(**request)
+        except ClientError as err:
+            raise _explain(err, f"pricing:GetProducts for {spec.key}") from err
+        for product in _products(answer.get("PriceList", [])):
+            usage = product.get("product", {}).get("attributes", {}).get("usagetype", "")
+            price = _price(product)
+            if price is not None and (wanted is None or is_usage_type(usage, wanted)):
+                found[usage] = price
+        token = answer.get("NextToken")
+        if not token:
+            break
+    if not found:
         raise PriceError(
             f"the Price List has no {spec.key} ({spec.service_code}, {filters}) in {region}"
         )
-    return price
+    if len(set(found.values())) > 1:
+        raise PriceError(
+            f"the Price List has several prices for {spec.key} in {region}: {found}; "
+            "refine its filter in ops/cost/prices.py"
+        )
+    return next(iter(found.values()))
 
 
 def fetch_instance_price(pricing: Any, instance_type: str, region: str) -> float:

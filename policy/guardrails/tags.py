@@ -51,7 +51,6 @@ TAGGABLE_TYPES: frozenset[str] = frozenset(
         "aws:lb/loadBalancer:LoadBalancer",
         "aws:lb/targetGroup:TargetGroup",
         "aws:s3/bucket:Bucket",
-        "aws:s3/bucketObjectv2:BucketObjectv2",
         "aws:s3/bucketV2:BucketV2",
         "aws:sfn/stateMachine:StateMachine",
         "aws:sns/topic:Topic",
@@ -60,6 +59,11 @@ TAGGABLE_TYPES: frozenset[str] = frozenset(
         "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule",
     }
 )
+
+# Types that take tags but are not where the cost is allocated: S3 bills storage and requests per
+# bucket (the bucket carries the tags), and an object takes at most 10 tags, fewer than a stack
+# may carry (Amazon S3 User Guide, "Categorizing your objects using tags").
+NOT_COST_ALLOCATED_TYPES: frozenset[str] = frozenset({"aws:s3/bucketObjectv2:BucketObjectv2"})
 
 
 def _tags(resource_type: str, tags: Any) -> dict[str, Any] | None:

@@ -57,7 +57,12 @@ def test_default_is_two_vcpu_four_gib_linux_x86_on_fargate() -> None:
         "cpuArchitecture": "X86_64",
     }
     svc = mocks.one(SERVICE).inputs
-    assert svc["launchType"] == "FARGATE"
+    # its own cluster has FARGATE/FARGATE_SPOT: a strategy, so Spot can be turned on in place
+    assert "launchType" not in svc
+    assert svc["capacityProviderStrategies"] == [
+        {"capacityProvider": "FARGATE", "base": 0, "weight": 1}
+    ]
+    assert svc["forceNewDeployment"] is True
     assert svc["platformVersion"] == "LATEST"
     app = containers(mocks)["app"]
     assert {"name": "EXECUTION_PROVIDER", "value": "cpu"} in app["environment"]

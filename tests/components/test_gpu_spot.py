@@ -17,6 +17,13 @@ AWS requirements encoded here:
   (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/container-instance-spot.html):
   ECS_ENABLE_SPOT_INSTANCE_DRAINING=true in /etc/ecs/ecs.config sets the instance DRAINING on the
   two-minute interruption notice.
+- Same guide, "Configuring Amazon ECS Linux container instances to receive Spot Instance
+  notices" (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/spot-instance-draining-linux-container.html):
+  "Amazon ECS does not receive a notice from Amazon EC2 when instances are removed by Auto
+  Scaling Capacity Rebalancing". Those terminations go through the group, where the capacity
+  provider's managed instance draining ("Configuring Amazon ECS capacity providers to safely
+  shut down instances", enable-managed-instance-draining.html) drains the tasks first; so Spot
+  with capacity rebalancing requires managed draining (refused otherwise).
 - Amazon ECS Developer Guide, "Auto Scaling group capacity providers"
   (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/asg-capacity-providers.html):
   managed termination protection needs managed scaling and instance scale-in protection on the
@@ -146,6 +153,14 @@ def test_bad_spot_settings_fail_before_any_resource(
     settings = {**SPOT, **overrides}
     with pytest.raises(ValueError, match=message):
         build(**settings)
+
+
+def test_spot_without_managed_draining_is_refused() -> None:
+    with pytest.raises(ValueError, match="spot=True needs managed_draining=True"):
+        build(**SPOT, managed_draining=False)
+    assert build(**SPOT).one(CP).inputs["autoScalingGroupProvider"]["managedDraining"] == (
+        "ENABLED"
+    )
 
 
 def test_instance_types_without_spot_are_refused() -> None:

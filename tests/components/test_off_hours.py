@@ -14,6 +14,10 @@ AWS requirements encoded here:
 - Amazon ECS Developer Guide, "Amazon ECS cluster auto scaling" (cluster-auto-scaling.html):
   with managed scaling, ECS sets the group's desired capacity; so the GPU schedule changes only
   MinSize and leaves desired capacity to ECS.
+- What callers see (docs/cost.md): Elastic Load Balancing, "Troubleshoot your Application Load
+  Balancers", "HTTP 503: Service unavailable" - "The target groups for the load balancer have
+  no registered targets" (load-balancer-troubleshooting.html; AWS re:Post "alb-troubleshoot-503-
+  errors"): with the service at zero tasks the ALB answers 503 itself.
 """
 
 from __future__ import annotations

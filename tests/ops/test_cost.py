@@ -46,13 +46,18 @@ from ops.cost.stack_file import load_stack
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def product(usd: str, tiers: list[tuple[str, str]] | None = None) -> str:
+def product(
+    usd: str, tiers: list[tuple[str, str]] | None = None, usagetype: str | None = None
+) -> str:
     """One Price List item as the API sends it (a JSON string)."""
     dims = {
         f"D{i}": {"beginRange": begin, "pricePerUnit": {"USD": price}, "unit": "Hrs"}
         for i, (begin, price) in enumerate(tiers or [("0", usd)])
     }
-    return json.dumps({"terms": {"OnDemand": {"T": {"priceDimensions": dims}}}})
+    item: dict[str, Any] = {"terms": {"OnDemand": {"T": {"priceDimensions": dims}}}}
+    if usagetype is not None:
+        item["product"] = {"attributes": {"usagetype": usagetype}}
+    return json.dumps(item)
 
 
 def client(service: str, region: str = "us-east-1") -> Any:
@@ -80,7 +85,12 @@ def test_live_prices_filter_on_region_and_usage_type() -> None:
             ]
             p_stub.add_response(
                 "get_products",
-                {"PriceList": [product(f"0.{n + 1:02d}")], "FormatVersion": "aws_v1"},
+                {
+                    "PriceList": [
+                        product(f"0.{n + 1:02d}", usagetype=f"EU-{spec.filters['usagetype']}")
+                    ],
+                    "FormatVersion": "aws_v1",
+                },
                 {"ServiceCode": spec.service_code, "Filters": filters, "MaxResults": 10},
             )
         p_stub.add_response(
@@ -125,10 +135,70 @@ def test_tiered_price_takes_the_first_tier() -> None:
     with Stubber(pricing) as stub:
         stub.add_response(
             "get_products",
-            {"PriceList": [product("", [("10240", "0.25"), ("0", "0.50")])]},
+            {
+                "PriceList": [
+                    product(
+                        "",
+                        [("10240", "0.25"), ("0", "0.50")],
+                        usagetype=SPECS[9].filters["usagetype"],
+                    )
+                ]
+            },
             None,
         )
         assert prices_module.fetch_unit_price(pricing, SPECS[9], "us-east-1") == 0.5
+
+
+def test_only_the_exact_usage_type_is_priced() -> None:
+    """GetProducts' CONTAINS filter is a substring match (Price List Query API, Filter: "CONTAINS:
+    Returns products where the field value contains the provided value as a substring"), so
+    ``Fargate-vCPU-Hours:perCPU`` also matches usage types that merely end the same way, such
+    as a ``SpotUsage:`` variant, and the API promises no order. Only ``<billing-region
+    prefix>-<usage type>`` (or the bare usage type) is the On-Demand price; the result is read
+    across pages (NextToken)."""
+    pricing = client("pricing")
+    spec = SPECS[0]
+    assert spec.key == "fargate_vcpu_hour"
+    with Stubber(pricing) as stub:
+        stub.add_response(
+            "get_products",
+            {
+                "PriceList": [
+                    product("0.01222392", usagetype="USE1-SpotUsage:Fargate-vCPU-Hours:perCPU"),
+                    product("0.05056", usagetype="USE1-Fargate-Windows-vCPU-Hours:perCPU"),
+                ],
+                "NextToken": "page-2",
+            },
+            {"ServiceCode": "AmazonECS", "Filters": ANY, "MaxResults": 10},
+        )
+        stub.add_response(
+            "get_products",
+            {"PriceList": [product("0.04048", usagetype="USE1-Fargate-vCPU-Hours:perCPU")]},
+            {"ServiceCode": "AmazonECS", "Filters": ANY, "MaxResults": 10, "NextToken": "page-2"},
+        )
+        assert prices_module.fetch_unit_price(pricing, spec, "us-east-1") == 0.04048
+        stub.assert_no_pending_responses()
+    assert prices_module.is_usage_type("TimedStorage-ByteHrs", "TimedStorage-ByteHrs")
+    assert prices_module.is_usage_type("EUC1-NatGateway-Hours", "NatGateway-Hours")
+    assert not prices_module.is_usage_type("USE1-Fargate-ARM-GB-Hours", "ARM-GB-Hours")
+
+
+def test_two_prices_for_one_usage_type_are_an_error_not_a_guess() -> None:
+    pricing = client("pricing")
+    with Stubber(pricing) as stub:
+        stub.add_response(
+            "get_products",
+            {
+                "PriceList": [
+                    product("0.045", usagetype="USE1-NatGateway-Hours"),
+                    product("0.09", usagetype="NatGateway-Hours"),
+                ]
+            },
+            None,
+        )
+        spec = next(s for s in SPECS if s.key == "nat_gateway_hour")
+        with pytest.raises(PriceError, match="several prices for nat_gateway_hour"):
+            prices_module.fetch_unit_price(pricing, spec, "us-east-1")
 
 
 def test_missing_pricing_permission_says_what_is_needed() -> None:
@@ -183,6 +253,15 @@ def test_cache_is_used_while_fresh(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
 # -- snapshot ------------------------------------------------------------------------------------
 def test_snapshot_is_dated_and_complete() -> None:
+    """The snapshot says when and where its numbers come from. Reviewed against the AWS
+    pricing pages for us-east-1 (aws.amazon.com/fargate/pricing, /ec2/pricing/on-demand,
+    /vpc/pricing, /elasticloadbalancing/pricing, /cloudwatch/pricing, /s3/pricing,
+    /efs/pricing, /ebs/pricing): Fargate Linux/x86 $0.04048 per vCPU-hour and $0.004445 per
+    GB-hour (ARM $0.03238 / $0.00356); g5.xlarge $1.006, g6.xlarge $0.8048, g6e.xlarge $1.861
+    per hour; NAT gateway $0.045 per hour and per GB; ALB $0.0225 per hour and $0.008 per
+    LCU-hour; CloudWatch Logs $0.50 per GB ingested and $0.03 per GB-month; S3 Standard $0.023
+    per GB-month (first 50 TB); EFS Standard $0.30 per GB-month; gp3 $0.08 per GB-month.
+    Fargate Spot ran at about 30 % of On-Demand ($0.01222 per vCPU-hour)."""
     data = json.loads(prices_module.SNAPSHOT.read_text())
     assert data["as_of"] and data["source"]
     for region in data["regions"].values():
@@ -293,7 +372,8 @@ def test_prod_gpu_quotas_of_a_new_account_fail() -> None:
     assert gpu.outcome is Outcome.FAILS
     by_code = {c.capacity.value: c for c in gpu.checks}
     assert by_code["EC2_G_VT_ON_DEMAND"].demand_vcpu == 3 * 4  # the On-Demand base
-    assert by_code["EC2_G_VT_SPOT"].demand_vcpu == 9 * 4  # gpuMaxSize 12 - base 3
+    # gpuMaxSize 12 - base 3, plus 2 replacements while rebalancing (10 % of 12, rounded up)
+    assert by_code["EC2_G_VT_SPOT"].demand_vcpu == (9 + 2) * 4
     assert "--service-code ec2 --quota-code L-3819A6DF" in by_code["EC2_G_VT_SPOT"].message
 
 

@@ -15,7 +15,12 @@ import pytest
 
 from policy.guardrails.evaluate import evaluate, load_stack_config
 from policy.guardrails.model import UNKNOWN, Enforcement, StackResource
-from policy.guardrails.tags import AUTOSCALING_GROUP, TAGGABLE_TYPES, cost_allocation_tags
+from policy.guardrails.tags import (
+    AUTOSCALING_GROUP,
+    NOT_COST_ALLOCATED_TYPES,
+    TAGGABLE_TYPES,
+    cost_allocation_tags,
+)
 from tests.test_stack_dev import DEV, _mock_fixes, run_stack  # noqa: F401
 from tests.test_stack_prod import PROD
 from tests.test_stack_tags import takes_tags
@@ -74,4 +79,15 @@ def test_the_type_list_covers_every_taggable_type_the_stacks_create() -> None:
     ):
         mocks, _ = run_stack(config, overrides)
         seen |= {r.type_ for r in mocks.resources if takes_tags(r.type_)}
-    assert seen - TAGGABLE_TYPES == set()
+    assert seen - TAGGABLE_TYPES - NOT_COST_ALLOCATED_TYPES == set()
+
+
+def test_s3_objects_are_not_required_to_carry_the_stack_tags() -> None:
+    """S3 allocates cost per bucket ("Using cost allocation S3 bucket tags",
+    https://docs.aws.amazon.com/AmazonS3/latest/userguide/CostAllocTagging.html), and an object
+    takes at most 10 tags ("Categorizing your objects using tags",
+    https://docs.aws.amazon.com/AmazonS3/latest/userguide/object-tagging.html): requiring the
+    stack's tags on objects would make a stack with more than 10 tags fail its upload."""
+    obj = "aws:s3/bucketObjectv2:BucketObjectv2"
+    assert takes_tags(obj) and obj in NOT_COST_ALLOCATED_TYPES
+    assert cost_allocation_tags(obj, {}, REQUIRED) == []

@@ -11,7 +11,10 @@ subprocess, stop it in the middle of copying a model file, and check that
 - the repository shows only complete, checksum-verified versions (no half-copied version is
   visible to the service), and SIGTERM removed its staging folder;
 - a rerun (the retry) completes the publication; after a SIGKILL, the rerun also removes what
-  the killed run left behind.
+  the killed run left behind;
+- the same for the first publication of a model that does not exist yet (staged as a whole
+  hidden model folder): interrupted, no folder of that model is visible at all. Publishing a new
+  model straight into its final folder passes the other tests here but fails this one.
 
 The copy is slowed down by a ``sitecustomize`` module on the subprocess's PYTHONPATH that
 patches ``LocalSource.fetch`` for one file: it writes part of the file, signals the test, and
@@ -93,22 +96,25 @@ def run_publisher(source: Path, dest: Path) -> subprocess.CompletedProcess[bytes
 
 
 def interrupt_mid_copy(
-    layout: tuple[Path, Path, Path], tmp_path: Path, sig: signal.Signals
+    layout: tuple[Path, Path, Path],
+    tmp_path: Path,
+    sig: signal.Signals,
+    held: str = "resnet/2",
+    slow: str = "resnet/2/model.onnx",
 ) -> tuple[int, str]:
-    """Publish resnet/1 fully, then start a run that is stopped with ``sig`` while copying
-    resnet/2/model.onnx; returns (exit code, output)."""
+    """Publish everything but ``held`` (a version, or a whole model), then start a run that is
+    stopped with ``sig`` while copying ``slow``; returns (exit code, output)."""
     source, dest, hook = layout
-    (source / "resnet" / "2").rename(tmp_path / "held-back")
+    (source / held).rename(tmp_path / "held-back")
     first = run_publisher(source, dest)
     assert first.returncode == 0, first.stdout.decode()
-    assert visible(dest) == {"bert": [7], "resnet": [1]}
-    (tmp_path / "held-back").rename(source / "resnet" / "2")
+    (tmp_path / "held-back").rename(source / held)
 
     marker = tmp_path / "mid-copy"
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(hook), str(ROOT)]),
-        "SLOW_FILE": os.path.join("resnet", "2", "model.onnx"),
+        "SLOW_FILE": os.path.join(*slow.split("/")),
         "MID_COPY_MARKER": str(marker),
     }
     process = publisher(source, dest, env)
@@ -159,6 +165,26 @@ def test_sigkill_leftovers_are_invisible_and_removed_by_the_rerun(
     assert visible(dest) == {"bert": [7], "resnet": [1]}
     assert_only_verified_versions(source, dest)
     assert hidden_leftovers(dest)  # the killed run's staging folder is still there, hidden
+
+    rerun = run_publisher(source, dest)
+    assert rerun.returncode == 0, rerun.stdout.decode()
+    assert visible(dest) == {"bert": [7], "resnet": [1, 2]}
+    assert_only_verified_versions(source, dest)
+    assert hidden_leftovers(dest) == []
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_a_new_model_interrupted_mid_copy_does_not_appear_at_all(
+    layout: tuple[Path, Path, Path], tmp_path: Path, sig: signal.Signals
+) -> None:
+    """The first publication of a model is staged as a whole hidden model folder: interrupted,
+    the service sees no ``bert`` folder at all (not an empty one, not a half version); the
+    rerun publishes it whole."""
+    source, dest, _ = layout
+    code, output = interrupt_mid_copy(layout, tmp_path, sig, held="bert", slow="bert/7/model.onnx")
+    assert code in (128 + signal.SIGTERM, -signal.SIGKILL), output
+    assert visible(dest) == {"resnet": [1, 2]}
+    assert not (dest / "bert").exists()
 
     rerun = run_publisher(source, dest)
     assert rerun.returncode == 0, rerun.stdout.decode()
