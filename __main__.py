@@ -239,6 +239,8 @@ monitoring = ServiceMonitoring(
         concurrency_target=cfg.effective_concurrency_per_task if cfg.autoscaling else None,
         thresholds=cfg.alarm_thresholds(),
         tags=tags,
+        # An existing cluster (cfg.cluster) is assumed to have it (docs/observability.md).
+        container_insights=cfg.cluster is not None or cfg.container_insights != "disabled",
     ),
 )
 pulumi.export("dashboardName", monitoring.dashboard_name)

@@ -465,12 +465,12 @@ def plan(args: argparse.Namespace, bench: Bench, with_mlserver: bool) -> tuple[f
         if "mlserver" in kinds and "mlserver" in scenario.servers:
             rows += variants if scenario is bench.scenarios[0] else 1
     rows *= args.repeat
-    total = 4 * args.inprocess_seconds + 4
+    total = 4 * args.inprocess_seconds + 4 + METRICS_COST_S
     total += (3 + len(args.variants)) * (SERVER_START_S["service"] + CHECK_S) + variants * (
         SERVER_START_S["mlserver"] + CHECK_S
     )
     total += rows * per_row
-    return total, 2 + starts + rows
+    return total, 3 + starts + rows
 
 
 def versions(mlserver_ok: bool) -> dict[str, str]:
@@ -601,7 +601,8 @@ def _main(argv: list[str] | None) -> int:
             best_time = bench.measure(contenders)
             print("stopping the servers", flush=True)
         limits.append(inprocess_limit(bench, "after the servers stopped"))
-        results = collect(args, bench, limits, best_time, unavailable, load_before)
+        emf_cost = metrics_path_cost(bench)
+        results = collect(args, bench, limits, best_time, unavailable, load_before, emf_cost)
     report.print_report(results)
     if not args.no_write:
         write_outputs(results, args.out)
@@ -642,6 +643,28 @@ def inprocess_limit(bench: Bench, when: str) -> dict[str, dict[str, float]]:
     return limit
 
 
+METRICS_COST_S = 40  # bench.metrics_cost with its defaults, on a loaded machine
+
+
+def metrics_path_cost(bench: Bench) -> dict[str, Any]:
+    """The CloudWatch metrics path on vs off (bench.metrics_cost), pinned to the server CPU."""
+    bench.progress("CloudWatch metrics path (EMF) on vs off, in process", METRICS_COST_S)
+    argv = ["taskset", "-c", str(bench.args.server_cpu), sys.executable, "-m"]
+    argv += ["bench.metrics_cost", "--json"]
+    done = subprocess.run(
+        argv, cwd=servers.REPO, capture_output=True, text=True, timeout=10 * METRICS_COST_S
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"metrics path measurement failed:\n{done.stderr}")
+    cost = json.loads(done.stdout.strip().splitlines()[-1])
+    print(
+        f"      EMF on {cost['emf_on_us']} µs, off {cost['emf_off_us']} µs CPU per request: "
+        f"{cost['cost_percent']:+} %",
+        flush=True,
+    )
+    return cost
+
+
 def collect(
     args: argparse.Namespace,
     bench: Bench,
@@ -649,6 +672,7 @@ def collect(
     best_time: float | None,
     unavailable: str | None,
     load_before: str,
+    metrics_cost: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Everything of the run in one JSON-able dict; the limit is the best of its measurements."""
     limit = {
@@ -684,6 +708,7 @@ def collect(
         "mlserver_unavailable": unavailable,
         "checks": bench.checks,
         "tolerance": payloads.TOLERANCE,
+        "metrics_cost": metrics_cost,
     }
     results["targets"] = report.evaluate_targets(results)
     return results

@@ -60,6 +60,7 @@ class DashboardTargets:
     gpu_auto_scaling_group: str | None = None  # GPU stacks: the GPU instances' ASG
     concurrency_target: float | None = None  # the scaling policy's target, drawn as a line
     queue_time_alarm_ms: float | None = None
+    container_insights: bool = True  # the cluster publishes ECS/ContainerInsights task counts
 
 
 def _service(metric: mn.Metric, t: DashboardTargets, **options: Any) -> list[Any]:
@@ -181,8 +182,15 @@ def dashboard_body(t: DashboardTargets) -> dict[str, Any]:
         _widget(
             "Tasks",
             [
-                _ecs(INSIGHTS, "RunningTaskCount", t, stat="Average", label="running"),
-                _ecs(INSIGHTS, "DesiredTaskCount", t, stat="Average", label="desired"),
+                # Container Insights metrics exist only where the cluster has it enabled.
+                *(
+                    [
+                        _ecs(INSIGHTS, "RunningTaskCount", t, stat="Average", label="running"),
+                        _ecs(INSIGHTS, "DesiredTaskCount", t, stat="Average", label="desired"),
+                    ]
+                    if t.container_insights
+                    else []
+                ),
                 _alb("HealthyHostCount", t, stat="Minimum", label="healthy targets"),
                 _alb("UnHealthyHostCount", t, stat="Maximum", label="unhealthy targets"),
             ],

@@ -9,6 +9,7 @@ and the alarms by :func:`components.service_alarms.create_alarms`.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -18,7 +19,21 @@ import pulumi_aws as aws
 from components.dashboard import DashboardTargets, dashboard_body
 from components.service_alarms import AlarmThresholds, create_alarms
 
-_DASHBOARD_NAME_MAX = 255
+# PutDashboard (CloudWatch API Reference): "The maximum length is 255, and valid characters are
+# A-Z, a-z, 0-9, "-", and "_"". Dashboards are global to the account, not regional, so the
+# default name ends with the region: two stacks of the same name in two regions (two projects
+# or organisations, one account) would otherwise overwrite, and on destroy delete, each other's.
+_DASHBOARD_NAME = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
+_REGION_SUFFIX_MAX = 20  # "-" + the longest region name (e.g. "ap-southeast-5", "us-gov-west-1")
+
+
+def validate_dashboard_name(name: str, field_name: str = "dashboard_name") -> None:
+    """Fail at preview on a name PutDashboard would refuse at deploy time."""
+    if not isinstance(name, str) or not _DASHBOARD_NAME.match(name):
+        raise ValueError(
+            f"{field_name}={name!r}: a CloudWatch dashboard name is 1-255 of A-Z, a-z, 0-9, "
+            "'-' and '_'"
+        )
 
 
 @dataclass
@@ -32,7 +47,10 @@ class ServiceMonitoringArgs:
     gpu_auto_scaling_group_name: pulumi.Input[str] | None = None
     concurrency_target: float | None = None
     thresholds: AlarmThresholds = field(default_factory=AlarmThresholds)
-    dashboard_name: str | None = None  # None: the service name
+    dashboard_name: str | None = None  # None: "<service name>-<region>" (dashboards are global)
+    # False when the cluster runs without Container Insights: its task counts are then never
+    # published, so the dashboard does not plot them.
+    container_insights: bool = True
     tags: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -46,12 +64,20 @@ class ServiceMonitoring(pulumi.ComponentResource):
         self, name: str, args: ServiceMonitoringArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         args.thresholds.validate()
-        dashboard_name = args.dashboard_name or args.service_name
-        if not dashboard_name or len(dashboard_name) > _DASHBOARD_NAME_MAX:
-            raise ValueError(f"dashboard name {dashboard_name!r}: use 1-255 characters")
+        if args.dashboard_name is not None:
+            validate_dashboard_name(args.dashboard_name)
+        else:  # the region is appended: leave room for it
+            validate_dashboard_name(
+                args.service_name + "-" + "x" * (_REGION_SUFFIX_MAX - 1), "service_name"
+            )
         super().__init__("onnx-ecs:index:ServiceMonitoring", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         region = aws.get_region_output(opts=pulumi.InvokeOutputOptions(parent=self)).region
+        dashboard_name: pulumi.Input[str] = (
+            args.dashboard_name
+            if args.dashboard_name is not None
+            else pulumi.Output.concat(args.service_name, "-", region)
+        )
 
         def render(values: list) -> str:
             region_, cluster, ecs_service, lb, tg, asg = values
@@ -65,6 +91,7 @@ class ServiceMonitoring(pulumi.ComponentResource):
                 gpu_auto_scaling_group=asg,
                 concurrency_target=args.concurrency_target,
                 queue_time_alarm_ms=args.thresholds.queue_time_p99_ms,
+                container_insights=args.container_insights,
             )
             return json.dumps(dashboard_body(targets))
 

@@ -2,8 +2,13 @@
 
 Three conditions an operator must hear about, none of which the load balancer can see:
 
-- a model version failed to load (``ModelLoadFailures`` >= 1 in a minute): it is not serving,
-  and the service logs the reason to the error log group;
+- a model version failed to load and is not serving (``ModelVersionsUnavailable`` >= 1 in any
+  task): the service logs the reason to the error log group. The alarm watches that state, not
+  the ``ModelLoadFailures`` event count: a load fails once per file (no retry storm), so an
+  alarm on the event would breach for one minute and then, with no data, notify OK while the
+  version still does not serve. Every task publishes ``ModelVersionsUnavailable`` every minute,
+  so the alarm stays in ALARM as long as a version is down and returns to OK when it serves
+  (or is removed); it is never left in INSUFFICIENT_DATA while tasks run;
 - sustained shedding (``RequestsShed`` >= N per minute for M minutes in a row): queues are full
   and clients get 503 + Retry-After -- scaling is not keeping up or has hit ``maxCount``;
 - queue time (p99 of ``QueueTime`` above a threshold for M minutes): requests wait for the model
@@ -82,10 +87,10 @@ def alarm_specs(thresholds: AlarmThresholds) -> list[AlarmSpec]:
         AlarmSpec(
             "model-load-failed",
             "A model version failed to load and is not serving (reason in the error log group)",
-            mn.MODEL_LOAD_FAILURES,
+            mn.VERSIONS_UNAVAILABLE,
             1,
             1,
-            statistic="Sum",
+            statistic="Maximum",
         ),
         AlarmSpec(
             "requests-shed",

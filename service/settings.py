@@ -93,7 +93,10 @@ class Settings(BaseSettings):
         description="Value of the ServiceName dimension (the stack sets its service's name).",
     )
     emf_interval_s: float = Field(
-        60.0, ge=1, le=3600, description="Seconds between EMF flushes (one record per model)."
+        60.0,
+        ge=1,
+        le=60,
+        description="Seconds between EMF flushes (one record per model); divides a minute.",
     )
 
     keep_alive_timeout_s: float = Field(
@@ -126,6 +129,20 @@ class Settings(BaseSettings):
     def _not_aws(cls, value: str) -> str:
         if value.startswith("AWS/"):
             raise ValueError("namespaces starting with AWS/ are reserved for AWS services")
+        return value
+
+    @field_validator("emf_interval_s")
+    @classmethod
+    def _divides_a_minute(cls, value: float) -> float:
+        # The stack's alarms and target tracking evaluate 1-minute periods; a minute without a
+        # datapoint is INSUFFICIENT_DATA, and "Application Auto Scaling cannot scale" then
+        # (Application Auto Scaling User Guide, "Target tracking scaling policies"). Flushing on
+        # a divisor of 60 s gives every minute the same number of datapoints per task.
+        if abs(60 / value - round(60 / value)) > 1e-9:
+            raise ValueError(
+                f"{value:g} s does not divide a minute: use 1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30 "
+                "or 60, so that every CloudWatch minute gets the same number of datapoints"
+            )
         return value
 
     @field_validator("execution_provider", mode="before")

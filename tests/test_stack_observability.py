@@ -9,6 +9,7 @@ configuration (components/gpu/cloudwatch_agent.py) and AWS's documented metrics.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import re
 import subprocess
@@ -18,12 +19,17 @@ import pytest
 
 from components.dashboard import AWS_METRICS, DashboardTargets, dashboard_body
 from components.gpu import cloudwatch_agent as gpu
+from components.monitoring import (
+    ServiceMonitoring,
+    ServiceMonitoringArgs,
+    validate_dashboard_name,
+)
 from components.service_alarms import AlarmThresholds
 from components.stack_config import GPU_CONCURRENCY_PER_TASK, StackConfig
 from service import metric_names as mn
 from service.emf import EmfMetrics
 from tests.emf_spec import check_emf, extracted
-from tests.pulumi_mocks import RecordingMocks
+from tests.pulumi_mocks import REGION, RecordingMocks
 from tests.test_stack_dev import DEV, NAME, _mock_fixes, run_stack  # noqa: F401
 from tests.test_stack_prod import PROD
 
@@ -110,6 +116,8 @@ def assert_everything_shown_is_emitted(body: dict[str, Any], targets: DashboardT
             assert dims[gpu.ASG_DIMENSION] == targets.gpu_auto_scaling_group
         else:
             assert names in {tuple(sorted(d)) for d in AWS_METRICS[(namespace, metric)]}
+            # Container Insights publishes nothing for a cluster that has it disabled.
+            assert namespace != "ECS/ContainerInsights" or targets.container_insights, metric
             # CloudWatch's ALB dimensions are ARN suffixes, never ARNs.
             if "LoadBalancer" in dims:
                 assert dims["LoadBalancer"] == targets.load_balancer
@@ -152,14 +160,78 @@ def test_a_misspelt_metric_would_fail_the_check() -> None:
         assert_everything_shown_is_emitted(body, targets)
 
 
+def test_without_container_insights_the_dashboard_plots_no_task_counts(
+    _mock_fixes: None,  # noqa: F811
+) -> None:
+    """``containerInsights: disabled`` is accepted stack config; the cluster then publishes no
+    ``ECS/ContainerInsights`` metrics (Amazon ECS Developer Guide, "Amazon ECS Container
+    Insights metrics": RunningTaskCount/DesiredTaskCount come from Container Insights), so the
+    dashboard must not show them (issue 12: every metric the dashboard shows is emitted)."""
+    mocks, exports = run_stack(DEV, {"containerInsights": "disabled"})
+    body = _dashboard(mocks)
+    namespaces = {ns for ns, _, _ in shown(body)}
+    assert "ECS/ContainerInsights" not in namespaces
+    assert {"AWS/ApplicationELB", "AWS/ECS", mn.NAMESPACE} <= namespaces
+    plotted = {metric for _, metric, _ in shown(body)}
+    assert {"HealthyHostCount", "UnHealthyHostCount"} <= plotted  # the tasks, as targets
+    alb = mocks.one("aws:lb/loadBalancer:LoadBalancer")
+    targets = DashboardTargets(
+        region=REGION,
+        service_name=NAME,
+        cluster_name=exports["clusterName"],
+        ecs_service_name=exports["serviceName"],
+        load_balancer=f"app/{alb.name}/0123456789",
+        target_group=f"targetgroup/{NAME}-tg/0123456789",
+        container_insights=False,
+    )
+    assert_everything_shown_is_emitted(body, targets)
+    # and the check itself fails on the default dashboard of such a cluster
+    with pytest.raises(AssertionError, match="RunningTaskCount"):
+        assert_everything_shown_is_emitted(dashboard_body(targets_with_insights(targets)), targets)
+
+
+def targets_with_insights(targets: DashboardTargets) -> DashboardTargets:
+    return dataclasses.replace(targets, container_insights=True)
+
+
+@pytest.mark.parametrize("bad", ["onnx.prod", "onnx prod", "x" * 256, "", "dash/board"])
+def test_dashboard_names_putdashboard_refuses_fail_at_preview(bad: str) -> None:
+    """CloudWatch API Reference, PutDashboard, DashboardName: "The maximum length is 255, and
+    valid characters are A-Z, a-z, 0-9, "-", and "_"" -- checked before any cloud call."""
+    with pytest.raises(ValueError, match="dashboard name is 1-255 of A-Z"):
+        validate_dashboard_name(bad)
+    validate_dashboard_name("onnx-prod_2-us-east-1")
+
+
+def test_a_stack_name_the_dashboard_cannot_carry_fails_at_preview() -> None:
+    """The default dashboard name is the service's plus the region; a service name with a dot
+    (Pulumi accepts stack names like ``prod.eu``) would make PutDashboard fail at deploy."""
+    args = ServiceMonitoringArgs(
+        service_name="onnx-prod.eu",
+        cluster_name="c",
+        ecs_service_name="s",
+        load_balancer_arn_suffix="app/a/1",
+        target_group_arn_suffix="targetgroup/t/2",
+        alarm_topic_arn="arn:aws:sns:us-east-1:123456789012:t",
+    )
+    with pytest.raises(ValueError, match=r"'onnx-prod\.eu-x"):
+        ServiceMonitoring("m", args)
+
+
 def test_widgets_fit_the_grid_and_fargate_has_no_gpu_widgets() -> None:
+    """CloudWatch API Reference, "Dashboard Body Structure and Syntax": a ``widgets`` array (at
+    most 500) of objects with ``type``, ``x``/``y`` on a 24-column grid, ``width`` (1-24),
+    ``height`` and ``properties``; a metric widget's properties carry ``metrics``, ``region``
+    and ``period`` (a multiple of 60 for regular-resolution metrics)."""
     targets = DashboardTargets("us-east-1", "s", "c", "e", "app/a/1", "targetgroup/t/2")
     body = dashboard_body(targets)
     json.loads(json.dumps(body))
     assert all(mn.GPU_NAMESPACE not in json.dumps(w) for w in body["widgets"])
+    assert len(body["widgets"]) <= 500
     for w in body["widgets"]:
         assert w["type"] == "metric" and w["properties"]["region"] == "us-east-1"
         assert w["x"] >= 0 and w["x"] + w["width"] <= 24 and w["y"] >= 0
+        assert 1 <= w["width"] <= 24 and 1 <= w["height"] <= 1000
         assert w["properties"]["period"] == 60  # the service publishes once a minute
 
 
@@ -201,12 +273,20 @@ def test_each_stack_has_a_dashboard_of_what_it_emits(
     service_metrics = {"Requests", "Latency", "QueueTime", "RequestsShed", "BatchSize"}
     assert alb_metrics | service_metrics <= plotted
     assert (mn.GPU_NAMESPACE in namespaces) == (stack == "prod")
-    assert exports["dashboardName"] == NAME
+    assert exports["dashboardName"] == f"{NAME}-{REGION}"  # dashboards are global: the region
     assert exports["metricsLogGroupName"].endswith("/metrics")
 
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])
 def test_alarms_notify_the_stack_topic(stack: str, request: pytest.FixtureRequest) -> None:
+    """The alarms' actions are the stack's alert topic: its key policy admits
+    cloudwatch.amazonaws.com (``kms:GenerateDataKey*``, ``kms:Decrypt``; Amazon SNS Developer
+    Guide, "Data encryption" / "Enable compatibility between event sources from AWS services
+    and encrypted topics"), checked for every alert topic by the stack-wide test of issue 11.
+    Missing data: "Configuring how CloudWatch alarms treat missing data" (Amazon CloudWatch User
+    Guide) -- ``notBreaching`` for metrics that only exist with traffic (shed, queue time), and
+    the model alarm watches a series every task publishes each minute
+    (tests/components/test_service_alarms.py)."""
     mocks, exports = request.getfixturevalue(stack)
     alarms = {a.name.removeprefix(f"{NAME}-monitoring-"): a.inputs for a in mocks.of_type(ALARM)}
     mine = {k: v for k, v in alarms.items() if v.get("namespace") == mn.NAMESPACE}
@@ -217,10 +297,12 @@ def test_alarms_notify_the_stack_topic(stack: str, request: pytest.FixtureReques
         assert alarm["dimensions"] == {mn.SERVICE: NAME}
         assert alarm["treatMissingData"] == "notBreaching"
         assert alarm["period"] == 60
+    # the state (a version not serving), not the one-off failure count: see
+    # tests/components/test_service_alarms.py
     load = mine["model-load-failed"]
     assert (load["metricName"], load["statistic"], load["threshold"]) == (
-        "ModelLoadFailures",
-        "Sum",
+        "ModelVersionsUnavailable",
+        "Maximum",
         1,
     )
     assert load["comparisonOperator"] == "GreaterThanOrEqualToThreshold"
@@ -293,6 +375,15 @@ def test_metrics_reach_cloudwatch_through_the_router(
 def test_prod_gpu_instances_run_the_gpu_metrics_agent(
     prod: tuple[RecordingMocks, dict[str, Any]],
 ) -> None:
+    """Amazon CloudWatch User Guide: "Collect NVIDIA GPU metrics" (a ``nvidia_gpu`` section in
+    ``metrics_collected``; ``utilization_gpu`` is published as ``nvidia_smi_utilization_gpu``,
+    ``memory_used`` as ``nvidia_smi_memory_used``..., with dimensions ``index``, ``name``,
+    ``host``, and no unit unless the config sets one); "Manually create or edit the CloudWatch
+    agent configuration file" (``append_dimensions`` keys ``InstanceId``/``AutoScalingGroupName``
+    ..., ``aggregation_dimensions`` roll-ups, ``run_as_user``: "the user must exist before you
+    start the CloudWatch agent" -- the package creates ``cwagent``); "Using condition keys to
+    limit access to CloudWatch namespaces" (``cloudwatch:PutMetricData`` with
+    ``StringEquals`` ``cloudwatch:namespace``)."""
     mocks, _ = prod
     template = mocks.one("aws:ec2/launchTemplate:LaunchTemplate").inputs
     script = base64.b64decode(template["userData"]).decode()
@@ -300,7 +391,8 @@ def test_prod_gpu_instances_run_the_gpu_metrics_agent(
     assert checked.returncode == 0, checked.stderr  # the user data is valid bash
     ecs_at, agent_at = script.index("/etc/ecs/ecs.config"), script.index("amazon-cloudwatch-agent")
     assert ecs_at < agent_at  # the instance joins ECS whatever happens to the agent
-    config = json.loads(script.split("<<'CWAGENT'\n", 1)[1].split("\nCWAGENT", 1)[0])
+    heredoc = script.split("<<'CWAGENT'", 1)[1].split("\n", 1)[1]
+    config = json.loads(heredoc.split("\nCWAGENT", 1)[0])
     assert config == gpu.agent_config()
     assert config["metrics"]["namespace"] == mn.GPU_NAMESPACE
     assert set(config["metrics"]["metrics_collected"]["nvidia_gpu"]["measurement"][0]) == {
@@ -330,6 +422,13 @@ def test_gpu_metrics_can_be_turned_off(_mock_fixes: None) -> None:  # noqa: F811
 def test_prod_scales_on_in_flight_requests_per_task(
     prod: tuple[RecordingMocks, dict[str, Any]],
 ) -> None:
+    """Application Auto Scaling API Reference, CustomizedMetricSpecification: "Choose a metric
+    that changes proportionally with capacity. The value of the metric should increase or
+    decrease in inverse proportion to the number of capacity units" (in-flight requests per
+    task, averaged over the tasks' datapoints); "If you published your metric with dimensions,
+    you must specify the same dimensions in your scaling policy" (``ServiceName``, the value the
+    task definition gives the service); ``Statistic`` is one of Average, Minimum, Maximum,
+    SampleCount, Sum (no percentiles); the unit is the one the metric is published with."""
     mocks, _ = prod
     policies = {p.name: p.inputs for p in mocks.of_type(POLICY)}
     assert set(policies) == {f"{NAME}-scale-cpu", f"{NAME}-scale-concurrency"}
@@ -342,6 +441,8 @@ def test_prod_scales_on_in_flight_requests_per_task(
         "Average",
     )
     assert spec["dimensions"] == [{"name": mn.SERVICE, "value": _env(mocks)["EMF_SERVICE_NAME"]}]
+    assert spec["statistic"] in {"Average", "Minimum", "Maximum", "SampleCount", "Sum"}
+    assert spec["unit"] == mn.CONCURRENCY.unit
     assert (mn.NAMESPACE, mn.CONCURRENCY.name, (mn.SERVICE,)) in emitted_series(NAME)
 
 

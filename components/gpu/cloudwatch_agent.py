@@ -30,6 +30,9 @@ AGENT_RPM = (
     "https://amazoncloudwatch-agent.s3.amazonaws.com/amazon_linux/amd64/latest/"
     "amazon-cloudwatch-agent.rpm"
 )
+# The installer the user data writes and starts as a transient systemd unit (see agent_script).
+INSTALLER = "/usr/local/sbin/install-gpu-metrics-agent"
+INSTALL_UNIT = "gpu-metrics-agent-install"
 ASG_DIMENSION = "AutoScalingGroupName"
 INSTANCE_DIMENSION = "InstanceId"
 # measurement in the agent config -> (metric name in CloudWatch, unit set here)
@@ -71,22 +74,41 @@ def agent_config(namespace: str = GPU_NAMESPACE, interval_s: int = INTERVAL_S) -
 
 
 def agent_script(namespace: str = GPU_NAMESPACE) -> str:
-    """User-data lines that install, configure and start the agent. Best effort: a failure is
-    logged to the console and never stops the instance from joining the ECS cluster (the ECS
-    settings are written before this runs)."""
+    """User-data lines that install, configure and start the agent -- in the background.
+
+    Amazon ECS Developer Guide, "Installing the Amazon ECS container agent": "The systemd units
+    for both ECS and Docker services have a directive to wait for cloud-init to finish before
+    starting both services. The cloud-init process is not considered finished until your Amazon
+    EC2 user data has finished running." A package install in the user data itself would hold
+    the instance out of the cluster for as long as it takes (minutes with a slow or unreachable
+    repository: dnf retries each mirror), delaying every GPU scale-out. So the user data only
+    writes an installer and hands it to systemd (``systemd-run --no-block``, a transient unit,
+    logs in ``journalctl -u gpu-metrics-agent-install``); a failure there never touches ECS."""
     config = json.dumps(agent_config(namespace), indent=2, sort_keys=True)
-    return "\n".join(
+    installer = "\n".join(
         [
+            "#!/bin/bash",
             "# GPU metrics: CloudWatch agent, nvidia_gpu (components/gpu/cloudwatch_agent.py)",
-            "install_gpu_metrics() {",
-            f"  dnf install -y amazon-cloudwatch-agent || rpm -U {AGENT_RPM}",
-            f"  mkdir -p {CONFIG_PATH.rsplit('/', 1)[0]}",
-            f"  cat > {CONFIG_PATH} <<'CWAGENT'",
+            "set -uo pipefail",
+            f"timeout 900 dnf install -y amazon-cloudwatch-agent || timeout 300 rpm -U {AGENT_RPM} "
+            "|| exit 1",
+            f"mkdir -p {CONFIG_PATH.rsplit('/', 1)[0]} || exit 1",
+            f"cat > {CONFIG_PATH} <<'CWAGENT' || exit 1",
             config,
             "CWAGENT",
-            f"  {CTL} -a fetch-config -m ec2 -s -c file:{CONFIG_PATH}",
-            "}",
-            'install_gpu_metrics || echo "GPU metrics agent not started; see cloud-init log" >&2',
+            f"exec {CTL} -a fetch-config -m ec2 -s -c file:{CONFIG_PATH}",
+        ]
+    )
+    return "\n".join(
+        [
+            "# GPU metrics: the CloudWatch agent, installed in the background so that ECS and",
+            "# Docker, which start once this script ends, are not kept waiting for it.",
+            f"cat > {INSTALLER} <<'GPUMETRICS'",
+            installer,
+            "GPUMETRICS",
+            f"chmod 0755 {INSTALLER}",
+            f"systemd-run --no-block --unit={INSTALL_UNIT} {INSTALLER} "
+            '|| echo "GPU metrics agent not started; see the console log" >&2',
             "",
         ]
     )

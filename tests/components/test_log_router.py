@@ -216,6 +216,12 @@ def test_app_containers_log_through_firelens_without_options() -> None:
 
 
 def test_task_role_may_only_write_to_the_error_group_and_the_archive_prefix() -> None:
+    """aws/amazon-cloudwatch-logs-for-fluent-bit README, "Permissions": the plugin needs
+    CreateLogStream, DescribeLogStreams, PutLogEvents, and CreateLogGroup only "if
+    auto_create_group is set to true" -- it is Off in log_router/custom.conf (the groups are
+    created by Pulumi, with retention), so CreateLogGroup is not granted. PutLogEvents and
+    CreateLogStream act on the log stream, ``<group ARN>:log-stream:<name>``, hence ``:*``.
+    EMF needs no cloudwatch:PutMetricData: CloudWatch Logs extracts the metrics itself."""
     resolved: dict[str, Any] = {}
     build(resolved)
     _, error_arn, router_group, _, bucket_arn, _, metrics_arn = resolved["outputs"]

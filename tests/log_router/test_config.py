@@ -88,7 +88,13 @@ def test_parser_reads_iso_8601_not_the_stock_apache_time() -> None:
 def test_metrics_go_to_their_own_group_as_emf() -> None:
     """Fluent Bit manual, outputs/cloudwatch: ``log_format json/emf`` "enables CloudWatch to
     extract custom metrics embedded in a JSON payload" (it sets the x-amzn-logs-format header of
-    PutLogEvents). The group exists (created with retention by LogRouter), so no auto-create."""
+    PutLogEvents). The group exists (created with retention by LogRouter), so no auto-create.
+
+    Amazon CloudWatch User Guide, "Specification: Embedded metric format", section "PutLogEvents
+    request format": "Clients MUST use the following log format header when sending an embedded
+    metric format document using the CloudWatch Logs PutLogEvents API:
+    x-amzn-logs-format: json/emf" -- what fluent-bit's plugins/out_cloudwatch_logs/
+    cloudwatch_api.c sends (header ``x-amzn-logs-format`` with the ``log_format`` value)."""
     cw = output("cloudwatch_logs", alias="metrics")
     assert cw.get("Match") == "metrics.*"
     assert cw.get("log_format") == "json/emf"

@@ -42,6 +42,18 @@ def _infer_body(rows: int) -> dict:
     }
 
 
+@pytest.fixture
+def manual_flushes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No periodic publisher in the served app: the test flushes itself (a minute boundary
+    during the test must not take records away from it)."""
+
+    async def never(*args: object) -> None:
+        await asyncio.Event().wait()
+
+    monkeypatch.setattr("service.app.publish_periodically", never)
+
+
+@pytest.mark.usefixtures("manual_flushes")
 def test_records_of_a_live_server_follow_the_spec_and_count_what_happened(tmp_path: Path) -> None:
     root = tmp_path / "models"
     write_model(root / "scale" / "1" / "model.onnx", scale_model(2.0))
@@ -49,7 +61,7 @@ def test_records_of_a_live_server_follow_the_spec_and_count_what_happened(tmp_pa
     broken = root / "broken" / "1" / "model.onnx"
     broken.parent.mkdir(parents=True)
     broken.write_bytes(b"not an onnx model")
-    settings = settings_for(root, emf_interval_s=3600, emf_service_name="onnx-test")
+    settings = settings_for(root, emf_service_name="onnx-test")
     with serving(settings) as server, httpx.Client(base_url=server.base, timeout=30) as http:
         emf = server.app.state.metrics.emf
         registry = server.app.state.plane.registry
@@ -89,13 +101,14 @@ def test_records_of_a_live_server_follow_the_spec_and_count_what_happened(tmp_pa
     assert all(d[mn.SERVICE] == "onnx-test" for d in docs)
 
 
+@pytest.mark.usefixtures("manual_flushes")
 def test_a_version_that_fails_to_load_is_counted_once_per_attempt(tmp_path: Path) -> None:
     root = tmp_path / "models"
     broken = root / "broken" / "7" / "model.onnx"
     broken.parent.mkdir(parents=True)
     broken.write_bytes(b"garbage")
     write_model(root / "scale" / "1" / "model.onnx", scale_model(2.0))
-    with serving(settings_for(root, emf_interval_s=3600)) as server:
+    with serving(settings_for(root)) as server:
         emf = server.app.state.metrics.emf
         registry = server.app.state.plane.registry
         docs = emf.flush(*registry.serving_state())
@@ -257,6 +270,19 @@ def test_emf_can_be_turned_off_and_bad_names_are_refused(tmp_path: Path) -> None
         Settings(emf_namespace="AWS/ECS")
     with pytest.raises(ValidationError, match="emf_service_name"):
         Settings(emf_service_name="has space")
+
+
+@pytest.mark.parametrize("seconds", [7, 45, 90, 300, 3600])
+def test_a_flush_interval_that_leaves_minutes_without_data_is_refused(seconds: float) -> None:
+    """Application Auto Scaling User Guide, "Target tracking scaling policies": "If the metric
+    is missing data points, this causes the CloudWatch alarm state to change to
+    INSUFFICIENT_DATA. When this happens, Application Auto Scaling cannot scale". The stack's
+    scaling policy and alarms evaluate 1-minute periods of these metrics, so the service
+    flushes at least once a minute, on a divisor of 60 s (the same datapoints every minute)."""
+    with pytest.raises(ValidationError, match="emf_interval_s"):
+        Settings(emf_interval_s=seconds)
+    for ok in (1, 4, 15, 30, 60):
+        assert Settings(emf_interval_s=ok).emf_interval_s == ok
 
 
 def test_every_metric_and_setting_is_documented() -> None:
