@@ -409,3 +409,53 @@ def test_providers_serialize_by_reference_and_load_in_a_fresh_interpreter() -> N
         )
         module = type(provider).__module__
         assert result.stdout.split() == [module, type(provider).__name__, "ecs_client", "sleep"]
+
+
+# The providers as ``serialize_provider`` stored them before they shared
+# components/deploy_time_provider.py (commit ca92837): states written then keep these blobs in
+# ``__provider`` until their next update, and refresh/delete unpickle them.
+STORED_BEFORE_SHARED_BASE = {
+    "ModelPublishProvider": (
+        "gASVkAAAAAAAAACMGGNvbXBvbmVudHMubW9kZWxfcHVibGlzaJSMFE1vZGVsUHVibGlzaFByb3ZpZGVylJOUKYGU"
+        "fZQojA5jbGllbnRfZmFjdG9yeZRoAIwKZWNzX2NsaWVudJSTlIwFY2xvY2uUjAR0aW1llIwJbW9ub3RvbmljlJOU"
+        "jAVzbGVlcJRoCYwFc2xlZXCUk5R1Yi4="
+    ),
+    "DeploymentCheckProvider": (
+        "gASVrwAAAAAAAACMG2NvbXBvbmVudHMuZGVwbG95bWVudF9jaGVja5SMF0RlcGxveW1lbnRDaGVja1Byb3ZpZGVy"
+        "lJOUKYGUfZQojA5jbGllbnRfZmFjdG9yeZSMGGNvbXBvbmVudHMubW9kZWxfcHVibGlzaJSMCmVjc19jbGllbnSU"
+        "k5SMBWNsb2NrlIwEdGltZZSMCW1vbm90b25pY5STlIwFc2xlZXCUaAqMBXNsZWVwlJOUdWIu"
+    ),
+}
+
+
+def test_providers_stored_before_the_shared_base_still_load_and_run_the_shared_code() -> None:
+    """A stack deployed before the refactor holds the old blobs (they name
+    ``components.model_publish.ecs_client``); the dynamic provider host must still unpickle
+    them, in a fresh interpreter at the project root, into the current classes with the shared
+    ECS client, or ``pulumi refresh``/``destroy`` of that stack fails."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from components.deployment_check import DeploymentCheckProvider
+
+    root = Path(__file__).resolve().parents[2]
+    classes = {c.__name__: c for c in (ModelPublishProvider, DeploymentCheckProvider)}
+    for name, blob in STORED_BEFORE_SHARED_BASE.items():
+        code = (
+            "import base64, dill\n"
+            "from components.deploy_time_provider import EcsDeployTimeProvider, ecs_client\n"
+            f"p = dill.loads(base64.b64decode({blob!r}))\n"
+            "assert isinstance(p, EcsDeployTimeProvider), type(p).__mro__\n"
+            "assert p.client_factory is ecs_client\n"
+            "print(type(p).__name__, ','.join(p.triggers))\n"
+        )
+        result = subprocess.run(
+            [sys.executable, "-c", code],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=120,
+        )
+        assert result.stdout.split() == [name, ",".join(classes[name].triggers)]
