@@ -116,29 +116,28 @@ class LogRouter(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         base = f"/ecs/{pulumi.get_project()}/{pulumi.get_stack()}/{name}"
 
-        error_group = aws.cloudwatch.LogGroup(
-            f"{name}-errors",
-            name=args.error_log_group_name or f"{base}/errors",
-            retention_in_days=args.error_log_retention_days,
-            kms_key_id=args.kms_key_arn,
-            tags=dict(args.tags) or None,
-            opts=child,
+        def log_group(
+            suffix: str, group_name: str | None, leaf: str, retention_days: int
+        ) -> aws.cloudwatch.LogGroup:
+            """A log group named ``group_name`` or ``<base>/<leaf>``, encrypted with the
+            router's key when it has one."""
+            return aws.cloudwatch.LogGroup(
+                f"{name}-{suffix}",
+                name=group_name or f"{base}/{leaf}",
+                retention_in_days=retention_days,
+                kms_key_id=args.kms_key_arn,
+                tags=dict(args.tags) or None,
+                opts=child,
+            )
+
+        error_group = log_group(
+            "errors", args.error_log_group_name, "errors", args.error_log_retention_days
         )
-        router_group = aws.cloudwatch.LogGroup(
-            f"{name}-router-logs",
-            name=args.router_log_group_name or f"{base}/log-router",
-            retention_in_days=args.router_log_retention_days,
-            kms_key_id=args.kms_key_arn,
-            tags=dict(args.tags) or None,
-            opts=child,
+        router_group = log_group(
+            "router-logs", args.router_log_group_name, "log-router", args.router_log_retention_days
         )
-        metrics_group = aws.cloudwatch.LogGroup(
-            f"{name}-metrics",
-            name=args.metrics_log_group_name or f"{base}/metrics",
-            retention_in_days=args.metrics_log_retention_days,
-            kms_key_id=args.kms_key_arn,
-            tags=dict(args.tags) or None,
-            opts=child,
+        metrics_group = log_group(
+            "metrics", args.metrics_log_group_name, "metrics", args.metrics_log_retention_days
         )
         bucket = self._archive_bucket(name, args, child)
 
