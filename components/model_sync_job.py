@@ -29,7 +29,6 @@ import pulumi
 import pulumi_aws as aws
 
 from components.ecs_service import (
-    APP_USER,
     MODEL_PATH,
     LogRouterLike,
     ModelStore,
@@ -37,7 +36,12 @@ from components.ecs_service import (
 )
 from components.fargate_sizes import validate_architecture, validate_fargate_size
 from components.iam import policy_json
-from components.one_off_task import ecs_role, fargate_task_definition, model_reader_security_group
+from components.one_off_task import (
+    ecs_role,
+    fargate_task_definition,
+    model_reader_security_group,
+    one_off_container,
+)
 from components.scheduled.run_task import RetryPolicy, ScheduledRunTask, ScheduledRunTaskArgs
 from components.scheduled.validation import (
     FARGATE_CAPACITIES,
@@ -214,21 +218,20 @@ def sync_container_definition(
     log_router_name: str,
 ) -> dict[str, Any]:
     """The publisher container, in ECS API field names (see tests/ecs_schema.py)."""
-    return {
-        "name": CONTAINER_NAME,
-        "image": image,
-        "essential": True,
-        "user": APP_USER,
-        "entryPoint": list(ENTRY_POINT),
-        "command": [],
-        "environment": [{"name": k, "value": v} for k, v in sorted(environment.items())],
-        "mountPoints": [dict(m) for m in mount_points],
-        "readonlyRootFilesystem": True,  # writes go to /models (EFS) and /tmp only
-        "stopTimeout": STOP_TIMEOUT_S,
-        "logConfiguration": dict(log_configuration),
-        "dependsOn": [{"containerName": log_router_name, "condition": "START"}],
-        "linuxParameters": {"initProcessEnabled": True},
-    }
+    # read-only root file system: writes go to /models (EFS) and /tmp only
+    return one_off_container(
+        name=CONTAINER_NAME,
+        image=image,
+        entry_point=ENTRY_POINT,
+        environment=environment,
+        mount_points=mount_points,
+        extra={
+            "stopTimeout": STOP_TIMEOUT_S,
+            "logConfiguration": dict(log_configuration),
+            "dependsOn": [{"containerName": log_router_name, "condition": "START"}],
+            "linuxParameters": {"initProcessEnabled": True},
+        },
+    )
 
 
 def kms_decrypt_statement(key_arn: str, region: str) -> dict[str, Any]:

@@ -3,7 +3,9 @@
 A one-off task reads the model store and talks to AWS APIs, and nothing else reaches it: a
 security group with no ingress, egress HTTPS and NFS to the store (which admits it); an execution
 role and a task role, each trusted by ECS only for this account and holding one inline policy;
-and a Fargate task definition (``awsvpc``, Linux, the family named after the component).
+a Fargate task definition (``awsvpc``, Linux, the family named after the component); and its
+container: the service image with its own entry point (a container override can replace only
+the command), as the service's non-root user, on a read-only root file system.
 The callers add what differs: their own egress, statements and containers.
 
 Children are named ``<name>-sg``, ``<name>-execution-role``/``-policy``,
@@ -13,13 +15,14 @@ were before these helpers existed, so deployed stacks keep their URNs.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Literal
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
 
 import pulumi
 import pulumi_aws as aws
 
 from components.ecs_service import (
+    APP_USER,
     ModelStore,
     execution_role_trust_policy,
     task_egress,
@@ -103,3 +106,28 @@ def fargate_task_definition(
         tags=tags,
         opts=pulumi.ResourceOptions(parent=parent),
     )
+
+
+def one_off_container(
+    *,
+    name: str,
+    image: str,
+    entry_point: Sequence[str],
+    environment: Mapping[str, str],
+    mount_points: Sequence[Mapping[str, Any]],
+    extra: Mapping[str, Any],
+) -> dict[str, Any]:
+    """The task's container in ECS API field names, ``extra`` fields (logging, stop timeout,
+    dependencies) last."""
+    return {
+        "name": name,
+        "image": image,
+        "essential": True,
+        "user": APP_USER,
+        "entryPoint": list(entry_point),
+        "command": [],
+        "environment": [{"name": k, "value": v} for k, v in sorted(environment.items())],
+        "mountPoints": [dict(m) for m in mount_points],
+        "readonlyRootFilesystem": True,
+        **extra,
+    }

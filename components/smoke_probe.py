@@ -24,13 +24,17 @@ import pulumi
 import pulumi_aws as aws
 
 from components.ecs_service import (
-    APP_USER,
     MODEL_PATH,
     ModelStore,
     execution_statements,
 )
 from components.iam import policy_json
-from components.one_off_task import ecs_role, fargate_task_definition, model_reader_security_group
+from components.one_off_task import (
+    ecs_role,
+    fargate_task_definition,
+    model_reader_security_group,
+    one_off_container,
+)
 from ops.smoke_probe import CONTAINER_NAME, LOG_STREAM_PREFIX
 
 ENTRY_POINT = ["python", "-m", "ops.smoke_probe"]
@@ -55,28 +59,23 @@ def smoke_container_definition(
     *, image: str, url: str, log_group: str, region: str, mount_points: Sequence[Mapping[str, Any]]
 ) -> dict[str, Any]:
     """The probe container, in ECS API field names."""
-    return {
-        "name": CONTAINER_NAME,
-        "image": image,
-        "essential": True,
-        "user": APP_USER,
-        "entryPoint": list(ENTRY_POINT),
-        "command": [],
-        "environment": [
-            {"name": "MODEL_DIR", "value": MODEL_PATH},
-            {"name": "SMOKE_URL", "value": url},
-        ],
-        "mountPoints": [dict(m) for m in mount_points],
-        "readonlyRootFilesystem": True,
-        "logConfiguration": {
-            "logDriver": "awslogs",
-            "options": {
-                "awslogs-group": log_group,
-                "awslogs-region": region,
-                "awslogs-stream-prefix": LOG_STREAM_PREFIX,
+    return one_off_container(
+        name=CONTAINER_NAME,
+        image=image,
+        entry_point=ENTRY_POINT,
+        environment={"MODEL_DIR": MODEL_PATH, "SMOKE_URL": url},
+        mount_points=mount_points,
+        extra={
+            "logConfiguration": {
+                "logDriver": "awslogs",
+                "options": {
+                    "awslogs-group": log_group,
+                    "awslogs-region": region,
+                    "awslogs-stream-prefix": LOG_STREAM_PREFIX,
+                },
             },
         },
-    }
+    )
 
 
 class SmokeProbe(pulumi.ComponentResource):
