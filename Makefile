@@ -41,4 +41,4 @@ bench: $(VENV)/.dev
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) $(MODEL_DIR) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .venv-kserve $(MODEL_DIR) .pytest_cache .ruff_cache

@@ -143,6 +143,7 @@ async def measure(rounds: int, requests: int) -> dict[str, Any]:
             execution_provider="cpu",
             access_log=False,
             emf_metrics=on,
+            grpc_port=0,  # two apps in one process, measured over HTTP: no gRPC listener (8001)
             ort_intra_op_threads=1,
             log_level="WARNING",
         )

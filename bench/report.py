@@ -27,9 +27,100 @@ def runs_of(results: Results, server: str, scenario: str) -> list[dict[str, Any]
 
 
 def run_of(results: Results, server: str, scenario: str) -> dict[str, Any] | None:
-    """The variant with the most req/s: a peer is compared at its best."""
+    """This service with its defaults; of a peer, the variant with the most req/s (a peer is
+    compared at its best)."""
     runs = runs_of(results, server, scenario)
+    if server == "service":
+        runs = [r for r in runs if not r.get("note")]
     return max(runs, key=lambda r: r["requests_s"]) if runs else None
+
+
+def variant_comparisons(results: Results) -> list[dict[str, Any]]:
+    """This service's defaults against each A/B variant, per scenario the variant ran: req/s and
+    CPU per request of the kept (median) rows, and the ratio defaults ÷ variant of every round
+    (the two were measured back to back in it) with its median, which is what is judged."""
+    out = []
+    raw = results.get("raw_runs", [])
+    for variant in results.get("service_variants", []):
+        for key in variant["scenarios"]:
+            mine = [r for r in runs_of(results, "service", key) if r["note"] == variant["note"]]
+            base = run_of(results, "service", key)
+            if not mine or base is None:
+                continue
+            per_round, per_round_cpu = [], []
+            for round_ in sorted({r["round"] for r in raw}):
+                a = [
+                    r
+                    for r in raw
+                    if r["server"] == "service" and r["scenario"] == key and r["round"] == round_
+                ]
+                d = [r for r in a if not r["note"]]
+                v = [r for r in a if r["note"] == variant["note"]]
+                if d and v and v[0]["requests_s"]:
+                    per_round.append(d[0]["requests_s"] / v[0]["requests_s"])
+                    if d[0].get("cpu_us_per_request"):
+                        per_round_cpu.append(
+                            v[0].get("cpu_us_per_request", 0) / d[0]["cpu_us_per_request"]
+                        )
+            out.append(
+                {
+                    "variant": variant["note"],
+                    "env": variant["env"],
+                    "scenario": key,
+                    "title": next(
+                        (s["title"] for s in results["scenarios"] if s["key"] == key), key
+                    ),
+                    "defaults": base,
+                    "run": mine[0],
+                    "ratios": per_round,
+                    "ratio": _median(per_round),
+                    # the same comparison per CPU-second (variant ÷ defaults CPU per request),
+                    # which other work on the machine moves much less than req/s
+                    "cpu_ratios": per_round_cpu,
+                    "cpu_ratio": _median(per_round_cpu),
+                }
+            )
+    return out
+
+
+def _median(values: list[float]) -> float | None:
+    ordered = sorted(values)
+    return ordered[(len(ordered) - 1) // 2] if ordered else None
+
+
+def comparisons_markdown(results: Results) -> str:
+    rows = []
+    for c in variant_comparisons(results):
+        d, v = c["defaults"], c["run"]
+        rows.append(
+            [
+                c["title"],
+                f"`{c['variant']}`",
+                _fmt(d["requests_s"]),
+                _fmt(v["requests_s"]),
+                _fmt(d.get("cpu_us_per_request")),
+                _fmt(v.get("cpu_us_per_request")),
+                _fmt(d["p50_ms"], 2) + " / " + _fmt(v["p50_ms"], 2),
+                "-" if c["ratio"] is None else f"{c['ratio']:.2f}x",
+                ", ".join(f"{r:.2f}" for r in c["ratios"]),
+                "-" if c.get("cpu_ratio") is None else f"{c['cpu_ratio']:.2f}x",
+            ]
+        )
+    if not rows:
+        return ""
+    header = [
+        "scenario",
+        "variant",
+        "defaults req/s",
+        "variant req/s",
+        "defaults CPU µs/req",
+        "variant CPU µs/req",
+        "p50 ms defaults / variant",
+        "req/s defaults ÷ variant (median)",
+        "per round",
+        "per CPU-second (median)",
+    ]
+    return markdown_table(header, rows)
 
 
 def title(run: dict[str, Any]) -> str:
@@ -176,6 +267,26 @@ def evaluate_targets(results: Results) -> list[dict[str, Any]]:
                 "detail": detail,
             }
         )
+    for c in variant_comparisons(results):
+        if c["env"].get("ACCESS_LOG", "").lower() == "false" and c["scenario"] == "json1-c64":
+            ratio = c["ratio"]
+            targets.append(
+                {
+                    "target": "batch-1 JSON, 64 conn: access log on (the default) ≥ 0.9x the "
+                    "req/s of ACCESS_LOG=false (median of the per-round ratios)",
+                    "met": ratio is not None and ratio >= 0.9,
+                    "detail": f"{c['defaults']['requests_s']:,.0f} vs "
+                    f"{c['run']['requests_s']:,.0f} req/s (kept rows); per round "
+                    + ", ".join(f"{r:.2f}x" for r in c["ratios"])
+                    + f"; CPU per request {c['defaults'].get('cpu_us_per_request', 0):.0f} vs "
+                    f"{c['run'].get('cpu_us_per_request', 0):.0f} µs"
+                    + (
+                        ""
+                        if c["cpu_ratio"] is None
+                        else f" (per CPU-second {c['cpu_ratio']:.2f}x, median of the rounds)"
+                    ),
+                }
+            )
     idle = run_of(results, "service", "json1-c1")
     naive_runs = runs_of(results, "naive", "json1-c1")
     naive_idle = min(naive_runs, key=lambda r: r["p50_ms"]) if naive_runs else None
@@ -260,8 +371,9 @@ def service_batches_markdown(results: Results) -> str:
         stats = run.get("batching")
         if run["server"] != "service" or not stats:
             continue
+        which = run["scenario"] + (f" ({run['note']})" if run.get("note") else "")
         lines.append(
-            f"- {run['scenario']}: {stats['batches_s']:,.0f} model runs/s, "
+            f"- {which}: {stats['batches_s']:,.0f} model runs/s, "
             f"{stats['rows_avg']:.1f} rows per run on average, "
             f"queue wait {stats['queue_ms_avg']:.2f} ms, run {stats['exec_ms_avg']:.2f} ms (means)"
         )
@@ -285,6 +397,11 @@ def readme_section(results: Results, chart: str | None) -> str:
         f"Servers pinned to CPU {settings['server_cpu']}, wrk (1 thread) to CPU "
         f"{settings['client_cpu']}; warm-up {settings['warmup_s']:g} s, measured "
         f"{settings['duration_s']:g} s per row. Model: MLP {settings['model']} FP32.",
+        "",
+        "This service runs with the defaults a user deploys (only `MODEL_DIR` is set: access "
+        "log on, `LOG_LEVEL` INFO, Prometheus metrics on, `ORT_INTRA_OP_THREADS` 0, dynamic "
+        "batching as shipped); rows marked with a setting are the same service with that one "
+        "change, measured in the same rounds.",
         "",
         f"In-process ONNX Runtime limit (1 intra-op thread, CPU {settings['server_cpu']}, best of "
         f"a measurement before and after the servers): batch 1: "
@@ -337,6 +454,20 @@ def readme_section(results: Results, chart: str | None) -> str:
             f"{json_.get('cpu_us_per_request', float('nan')):.0f} µs.",
             "",
         ]
+    comparisons = comparisons_markdown(results)
+    if comparisons:
+        parts += [
+            "This service with its defaults against one setting changed (A/B, same run: each "
+            "round measures the two back to back; the ratio is taken per round and its median "
+            "kept). *Per CPU-second* divides the variant's CPU per request by the defaults': "
+            "the same ratio as req/s on an idle machine, and much less moved by other work "
+            "sharing the CPU:",
+            "",
+            comparisons,
+            "",
+        ]
+        if chart:
+            parts += ["![A/B chart](results-ab.png)", ""]
     batches = service_batches_markdown(results)
     if batches:
         title = "This service's batching during the measured windows (from `/metrics`):"
@@ -446,7 +577,48 @@ def write_chart(results: Results, path: Path) -> str | None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+    write_ab_chart(results, path.with_name(AB_CHART), plt)
     return path.name
+
+
+AB_CHART = "results-ab.png"
+
+
+def write_ab_chart(results: Results, path: Path, plt: Any) -> bool:
+    """The A/B comparisons: req/s of the defaults and of each variant, and the per-round ratios
+    defaults ÷ variant (the 0.9 line is the access-log target)."""
+    comparisons = variant_comparisons(results)
+    if not comparisons:
+        return False
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    labels = [f"{c['title']}\n{c['variant']}" for c in comparisons]
+    xs = range(len(comparisons))
+    base = [c["defaults"]["requests_s"] for c in comparisons]
+    other = [c["run"]["requests_s"] for c in comparisons]
+    bars = left.bar([x - 0.2 for x in xs], base, 0.4, label="defaults", color="#1f77b4")
+    left.bar_label(bars, labels=[f"{y:,.0f}" for y in base], fontsize=7)
+    bars = left.bar([x + 0.2 for x in xs], other, 0.4, label="variant", color="#aec7e8")
+    left.bar_label(bars, labels=[f"{y:,.0f}" for y in other], fontsize=7)
+    left.set_xticks(list(xs), labels, fontsize=8)
+    left.set_ylabel("req/s (kept round)")
+    left.set_title("This service: defaults vs one setting changed")
+    left.legend(fontsize=7)
+    for x, c in zip(xs, comparisons, strict=True):
+        right.scatter([x] * len(c["ratios"]), c["ratios"], color="grey", s=14, zorder=3)
+        if c["ratio"] is not None:
+            right.bar(x, c["ratio"], 0.5, color="#1f77b4", alpha=0.6)
+            right.annotate(f"{c['ratio']:.2f}x", (x, c["ratio"]), ha="center", va="bottom")
+    right.axhline(1.0, color="black", lw=0.8)
+    right.axhline(0.9, color="red", ls="--", lw=1, label="0.9x (access-log target)")
+    right.set_xticks(list(xs), labels, fontsize=8)
+    right.set_ylabel("defaults ÷ variant, req/s")
+    right.set_title("Per round (dots) and median (bar)")
+    right.legend(fontsize=7)
+    fig.suptitle(f"A/B in one run — {results['date']}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
 
 
 def print_report(results: Results) -> None:

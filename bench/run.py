@@ -30,13 +30,16 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from bench import payloads, report, servers
-from bench.models import LAYERS, NAME, write_mlp
-from bench.wrk import INSTALL_HINT, run_wrk, write_script, wrk_path
+from bench import grpc_load, payloads, report, servers
+from bench.models import INPUT, LAYERS, NAME, OUTPUT, write_mlp
+from bench.wrk import INSTALL_HINT, WrkResult, combine, run_wrk, write_script, wrk_path
 
 BENCH = Path(__file__).resolve().parent
 SERVER_START_S = {"service": 4.0, "naive": 3.0, "mlserver": 8.0}  # rough, for the time estimate
 CHECK_S = 2.0
+
+
+GRPC_BODY = "grpc1"  # a serialized ModelInferRequest, sent by bench.grpc_load (no wrk for gRPC)
 
 
 @dataclass(frozen=True)
@@ -63,7 +66,45 @@ def scenarios(connections: int) -> list[Scenario]:
         ),
         Scenario("json8-c64", f"batch-8 JSON, {connections} conn", "json8", connections, everyone),
         Scenario("json1-c1", "batch-1 JSON, 1 conn", "json1", 1, everyone),
+        Scenario(
+            "grpc1-c64",
+            f"batch-1 gRPC (raw tensors), {connections} streams",
+            GRPC_BODY,
+            connections,
+            ("service",),
+            peer_scenario="json1-c64",
+        ),
     ]
+
+
+@dataclass(frozen=True)
+class ServiceVariant:
+    """This service with some settings changed from its defaults, measured in the same run
+    (interleaved with the defaults, round by round) to show what those settings cost. The
+    report compares each variant with the defaults in the variant's scenarios."""
+
+    note: str  # shown after "this service", e.g. "ACCESS_LOG=false"
+    env: dict[str, str]
+    scenarios: tuple[str, ...] = ("json1-c64",)
+
+
+# A/B rows: the defaults against one change each. Add a row here to measure another setting.
+SERVICE_VARIANTS = [
+    ServiceVariant("ACCESS_LOG=false", {"ACCESS_LOG": "false"}, ("json1-c64", "json1-c1")),
+]
+
+
+def parse_variant(text: str) -> ServiceVariant:
+    """``--variant "KEY=VAL[,KEY=VAL...]"`` (headline scenario only)."""
+    env: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise argparse.ArgumentTypeError(f"expected KEY=VALUE[,KEY=VALUE...], got {text!r}")
+        env[key.strip().upper()] = value.strip()
+    if not env:
+        raise argparse.ArgumentTypeError("--variant needs at least one KEY=VALUE")
+    return ServiceVariant(",".join(f"{k}={v}" for k, v in env.items()), env)
 
 
 class Progress:
@@ -100,6 +141,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--skip-mlserver", action="store_true")
     parser.add_argument(
+        "--skip-naive", action="store_true", help="no naive FastAPI server (e.g. for A/B runs)"
+    )
+    parser.add_argument(
+        "--variant",
+        action="append",
+        type=parse_variant,
+        default=[],
+        metavar="KEY=VAL[,KEY=VAL]",
+        help="also measure this service with these environment overrides, next to its defaults "
+        "(headline scenario); repeatable. Built-in variants: "
+        + "; ".join(v.note for v in SERVICE_VARIANTS),
+    )
+    parser.add_argument("--no-variants", action="store_true", help="skip the built-in A/B variants")
+    parser.add_argument(
         "--repeat", type=int, default=1, help="rounds over all rows; the median round is kept"
     )
     parser.add_argument(
@@ -113,6 +168,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.quick:
         args.warmup, args.duration, args.inprocess_seconds = 1.0, 3.0, 1.5
     args.batch_times = [float(x) for x in args.mlserver_batch_times.split(",") if x.strip()]
+    args.variants = [*([] if args.no_variants else SERVICE_VARIANTS), *args.variant]
     return args
 
 
@@ -165,6 +221,10 @@ class Contender:
     server: servers.Server
     note: str = ""
     batch_time: float | None = None
+    only: tuple[str, ...] | None = None  # scenario keys of an A/B variant; None: all of kind's
+
+    def runs(self, scenario: Scenario) -> bool:
+        return self.kind in scenario.servers and (self.only is None or scenario.key in self.only)
 
     @property
     def label(self) -> str:
@@ -185,12 +245,16 @@ class Bench:
             for key, body in self.bodies.items()
         }
         self.scenarios = scenarios(args.connections)
+        one = payloads.random_input(1, seed=1)
+        self.grpc_path = tmp / f"{GRPC_BODY}.body"
+        self.grpc_path.write_bytes(grpc_load.infer_request(NAME, INPUT, one))
+        self.grpc_expected = self.session.run([OUTPUT], {INPUT: one})[0]
         self.raw: list[dict[str, Any]] = []
         self.checks: dict[str, float] = {}
         self.progress = Progress(0, 0)
 
     def bodies_for(self, kind: str) -> set[str]:
-        return {s.body for s in self.scenarios if kind in s.servers}
+        return {s.body for s in self.scenarios if kind in s.servers and s.body in self.bodies}
 
     def start(
         self,
@@ -199,6 +263,7 @@ class Bench:
         make: Callable[[], servers.Server],
         note: str = "",
         batch_time: float | None = None,
+        only: tuple[str, ...] | None = None,
     ) -> Contender:
         """Start a server (stopped when ``stack`` closes) and check its answers."""
         label = kind + (f" ({note})" if note else "")
@@ -206,36 +271,96 @@ class Bench:
             f"start {label} on CPU {self.args.server_cpu}, check its answers",
             SERVER_START_S[kind] + CHECK_S,
         )
-        target = Contender(kind, stack.enter_context(make()), note, batch_time)
+        target = Contender(kind, stack.enter_context(make()), note, batch_time, only)
         diff = max(
             payloads.check_answer(label, target.server.port, self.bodies[b])
             for b in self.bodies_for(kind)
         )
         diff = max(diff, payloads.check_concurrent(label, target.server.port, self.session))
+        if target.server.grpc_port:
+            body = self.grpc_path.read_bytes()
+            port = target.server.grpc_port
+            grpc_diff = grpc_load.check_answer(
+                label, port, body, self.grpc_expected, payloads.TOLERANCE
+            )
+            diff = max(diff, grpc_diff)
         self.checks[kind] = max(diff, self.checks.get(kind, 0.0))
         print(f"      answers match ONNX Runtime (max |diff| {diff:.2g})", flush=True)
         return target
 
+    def drive(self, server: servers.Server, scenario: Scenario, seconds: float) -> WrkResult:
+        """Closed-loop load on the client CPU: wrk over HTTP, bench.grpc_load over gRPC."""
+        cpu = self.args.client_cpu
+        if scenario.body == GRPC_BODY:
+            return grpc_load.run_grpc_load(
+                server.grpc_port, self.grpc_path, scenario.connections, seconds, cpu
+            )
+        url = f"http://127.0.0.1:{server.port}{payloads.INFER_PATH}"
+        return run_wrk(url, self.scripts[scenario.body], scenario.connections, seconds, cpu)
+
     def load(self, target: Contender, scenario: Scenario, round_: int) -> dict[str, Any]:
         """Warm-up, then the measured window; the service's batching counters around it."""
-        args, server = self.args, target.server
-        self.progress(
-            f"{target.label} · {scenario.title} · {args.warmup:g} s warm-up + "
-            f"{args.duration:g} s measured",
-            args.warmup + args.duration + 1,
-        )
-        url = f"http://127.0.0.1:{server.port}{payloads.INFER_PATH}"
-        script = self.scripts[scenario.body]
-        run_wrk(url, script, scenario.connections, args.warmup, args.client_cpu)
-        counters = target.kind == "service"
-        before = service_counters(server) if counters else {}
-        cpu_before, busy_before = server.cpu_seconds(), servers.cpu_busy_seconds(args.server_cpu)
-        result = run_wrk(url, script, scenario.connections, args.duration, args.client_cpu)
-        cpu_s = server.cpu_seconds() - cpu_before
-        busy_s = servers.cpu_busy_seconds(args.server_cpu) - busy_before
-        after = service_counters(server) if counters else {}
-        server.assert_alive()
-        rows = self.bodies[scenario.body].rows
+        return self.load_interleaved([target], scenario, round_)[0]
+
+    def load_interleaved(
+        self, targets: list[Contender], scenario: Scenario, round_: int
+    ) -> list[dict[str, Any]]:
+        """Warm up each target, then measure them in alternating slices of the window (A B, B A,
+        A B...; one slice when alone), so that a burst of other work on the machine hits all of
+        them alike: the A/B variants of this service are measured so. Each target's row sums
+        its slices (requests, seconds, CPU); p50 is the median of the slices' p50, p99 the
+        highest slice p99."""
+        args = self.args
+        slices = 1 if len(targets) == 1 else max(1, min(5, round(args.duration / 2)))
+        slice_s = max(1, round(args.duration / slices))
+        for target in targets:
+            self.progress(
+                f"{target.label} · {scenario.title} · {args.warmup:g} s warm-up + "
+                f"{slices * slice_s:g} s measured"
+                + (f" in {slices} slices alternating with the others" if slices > 1 else ""),
+                args.warmup + slices * slice_s + 1,
+            )
+            self.drive(target.server, scenario, args.warmup)
+        parts: dict[int, list[tuple[WrkResult, float, float]]] = {id(t): [] for t in targets}
+        before = {id(t): self._counters(t) for t in targets}
+        for n in range(slices):
+            for target in targets if n % 2 == 0 else targets[::-1]:
+                server = target.server
+                cpu_before = server.cpu_seconds()
+                busy_before = servers.cpu_busy_seconds(args.server_cpu)
+                result = self.drive(server, scenario, slice_s)
+                cpu_s = server.cpu_seconds() - cpu_before
+                busy_s = servers.cpu_busy_seconds(args.server_cpu) - busy_before
+                parts[id(target)].append((result, cpu_s, busy_s))
+        rows = []
+        for target in targets:
+            target.server.assert_alive()
+            after = self._counters(target)
+            results = [p[0] for p in parts[id(target)]]
+            result = combine(results)
+            cpu_s = sum(p[1] for p in parts[id(target)])
+            busy_s = sum(p[2] for p in parts[id(target)])
+            rows.append(self._row(target, scenario, round_, result, cpu_s, busy_s,
+                                  before[id(target)], after, slices))  # fmt: skip
+        return rows
+
+    def _counters(self, target: Contender) -> dict[str, float]:
+        return service_counters(target.server) if target.kind == "service" else {}
+
+    def _row(
+        self,
+        target: Contender,
+        scenario: Scenario,
+        round_: int,
+        result: WrkResult,
+        cpu_s: float,
+        busy_s: float,
+        before: dict[str, float],
+        after: dict[str, float],
+        slices: int,
+    ) -> dict[str, Any]:
+        args = self.args
+        rows = self.bodies[scenario.body].rows if scenario.body in self.bodies else 1
         row: dict[str, Any] = {
             "server": target.kind,
             "note": target.note,
@@ -244,6 +369,7 @@ class Bench:
             "round": round_,
             "rows": rows,
             "connections": scenario.connections,
+            "slices": slices,
             **result.as_dict(),
             "samples_s": result.requests_s * rows,
             # CPU the server used in the window: per request (its cost, mostly immune to other
@@ -253,11 +379,11 @@ class Bench:
             # the rest of the server CPU's busy time: other processes, interrupts, the host
             "others_share": max(0.0, busy_s - cpu_s) / result.seconds,
         }
-        if counters:
+        if target.kind == "service":
             row["batching"] = batching_stats(before, after, result.seconds)
         self.raw.append(row)
         print(
-            f"      {result.requests_s:,.0f} req/s, p50 {result.p50_ms:.2f} ms, "
+            f"      {target.label}: {result.requests_s:,.0f} req/s, p50 {result.p50_ms:.2f} ms, "
             f"p99 {result.p99_ms:.2f} ms, {result.errors} errors; server CPU "
             f"{row['cpu_us_per_request']:.0f} µs/request; CPU {args.server_cpu} "
             f"{100 * row['cpu_share']:.0f}% this server, {100 * row['others_share']:.0f}% others",
@@ -273,8 +399,12 @@ class Bench:
         variants = [t for t in contenders if t.kind == "mlserver"]
         for round_ in range(self.args.repeat):
             for scenario in self.scenarios:
+                # this service and its A/B variants together, in alternating slices
+                group = [t for t in contenders if t.kind == "service" and t.runs(scenario)]
+                if group:
+                    self.load_interleaved(group, scenario, round_)
                 for target in contenders:
-                    if target.kind not in scenario.servers:
+                    if target.kind == "service" or not target.runs(scenario):
                         continue
                     headline = scenario is self.scenarios[0]
                     if target.kind == "mlserver" and not headline and target is not best:
@@ -325,17 +455,18 @@ def plan(args: argparse.Namespace, bench: Bench, with_mlserver: bool) -> tuple[f
     per_row = args.warmup + args.duration + 1
     kinds = ["service", "naive", *(["mlserver"] if with_mlserver else [])]
     variants = len(args.batch_times) if with_mlserver else 0
-    starts = 3 + variants
+    starts = 3 + len(args.variants) + variants
     rows = 0
     for scenario in bench.scenarios:
         rows += sum(
             (2 if k == "naive" else 1) for k in kinds if k in scenario.servers and k != "mlserver"
         )
+        rows += sum(scenario.key in v.scenarios for v in args.variants)
         if "mlserver" in kinds and "mlserver" in scenario.servers:
             rows += variants if scenario is bench.scenarios[0] else 1
     rows *= args.repeat
     total = 4 * args.inprocess_seconds + 4 + METRICS_COST_S
-    total += 3 * (SERVER_START_S["service"] + CHECK_S) + variants * (
+    total += (3 + len(args.variants)) * (SERVER_START_S["service"] + CHECK_S) + variants * (
         SERVER_START_S["mlserver"] + CHECK_S
     )
     total += rows * per_row
@@ -429,6 +560,8 @@ def _main(argv: list[str] | None) -> int:
         cpu, model = args.server_cpu, bench.model
         limits = [inprocess_limit(bench, "before the servers start")]
         with ExitStack() as stack:
+            # this service with its defaults, then each A/B variant right after it, so every
+            # round measures them back to back
             contenders = [
                 bench.start(
                     stack,
@@ -436,7 +569,21 @@ def _main(argv: list[str] | None) -> int:
                     lambda: servers.service(tmp / "models", tmp / "service.log", cpu),
                 ),
             ]
-            for async_endpoint, note in ((False, "def endpoint"), (True, "async def endpoint")):
+            for n, variant in enumerate(args.variants, 1):
+                make = partial(
+                    servers.service,
+                    tmp / "models",
+                    tmp / f"service-variant-{n}.log",
+                    cpu,
+                    variant.env,
+                    f"service ({variant.note})",
+                )
+                only = tuple(k for k in variant.scenarios if k in {s.key for s in bench.scenarios})
+                contenders.append(bench.start(stack, "service", make, variant.note, only=only))
+            naive_variants = (
+                () if args.skip_naive else ((False, "def endpoint"), (True, "async def endpoint"))
+            )
+            for async_endpoint, note in naive_variants:
                 make = partial(servers.naive, model, tmp / f"naive-{async_endpoint}.log", cpu)
                 contenders.append(bench.start(stack, "naive", partial(make, async_endpoint), note))
             if unavailable is None:
@@ -549,7 +696,9 @@ def collect(
             "mlserver_max_batch_time_s": best_time,
             "mlserver_max_batch_size": 32,
             "command": "python -m bench " + " ".join(sys.argv[1:]),
+            "service_env": "defaults (only MODEL_DIR set)",
         },
+        "service_variants": [asdict(v) for v in args.variants],
         "inprocess": limit,
         "inprocess_measurements": limits,
         "scenarios": [asdict(s) for s in bench.scenarios],
@@ -571,4 +720,10 @@ def write_outputs(results: dict[str, Any], out: Path) -> None:
     chart = report.write_chart(results, out / "results.png")
     report.write_readme(out / "README.md", report.readme_section(results, chart))
     written = [out / "results.json", out / "README.md", *([out / chart] if chart else [])]
+    if chart and (out / report.AB_CHART).is_file():
+        written.append(out / report.AB_CHART)
     print("\nwrote " + ", ".join(str(p) for p in written))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -61,6 +61,7 @@ class Server:
     cwd: Path = REPO
     start_timeout_s: float = 90.0
     port: int = 0
+    grpc_port: int = 0  # this service's gRPC port (a free one, so instances never collide)
     process: subprocess.Popen | None = field(default=None, repr=False)
 
     def __enter__(self) -> Server:
@@ -182,18 +183,29 @@ def cpu_busy_seconds(cpu: int) -> float:
     raise ValueError(f"no CPU {cpu} in /proc/stat")
 
 
-def service(model_dir: Path, log: Path, cpu: int) -> Server:
-    """This project's service, as `python -m service` runs it in the container."""
+def service(
+    model_dir: Path, log: Path, cpu: int, env: dict[str, str] | None = None, name: str = "service"
+) -> Server:
+    """This project's service, as `python -m service` runs it in the container: with its
+    defaults (only MODEL_DIR set, as a user deploys it), plus the overrides in ``env`` for an
+    A/B variant (e.g. ``{"ACCESS_LOG": "false"}``). gRPC is on, as by default, on a free port
+    of its own per instance (``--grpc-port``), so that instances never collide on 8001."""
+    grpc_port = free_port()
     return Server(
-        name="service",
-        command=[sys.executable, "-m", "service", "--host", "127.0.0.1", "--port", "{port}"],
-        env={
-            "MODEL_DIR": str(model_dir),
-            "ACCESS_LOG": "false",
-            "MODEL_POLL_INTERVAL_S": "0",
-            "ORT_INTRA_OP_THREADS": "1",
-            "LOG_LEVEL": "WARNING",
-        },
+        name=name,
+        command=[
+            sys.executable,
+            "-m",
+            "service",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "{port}",
+            "--grpc-port",
+            str(grpc_port),
+        ],
+        grpc_port=grpc_port,
+        env={"MODEL_DIR": str(model_dir), **(env or {})},
         log=log,
         cpu=cpu,
     )

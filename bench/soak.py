@@ -81,6 +81,7 @@ class ServiceProcess:
             "MODEL_POLL_INTERVAL_S": "0",
             "EXECUTION_PROVIDER": "cpu",
             "PYTHONUNBUFFERED": "1",
+            "GRPC_PORT": "0",  # HTTP-only runs: never collide with a service on 8001
         }
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(

@@ -118,3 +118,27 @@ def parse(output: str) -> WrkResult:
         non_2xx=int(non_2xx[1]) if non_2xx else 0,
         socket_errors=sum(int(g) for g in sockets.groups()) if sockets else 0,
     )
+
+
+def combine(results: list[WrkResult]) -> WrkResult:
+    """Several windows on one server as one: counts and seconds summed, p50/p90 the median of
+    the windows', p99 the highest (the slowest window decides the tail)."""
+    if len(results) == 1:
+        return results[0]
+
+    def median(values: list[float]) -> float:
+        ordered = sorted(values)
+        return ordered[(len(ordered) - 1) // 2]
+
+    requests = sum(r.requests for r in results)
+    seconds = sum(r.seconds for r in results)
+    return WrkResult(
+        requests=requests,
+        seconds=seconds,
+        requests_s=requests / seconds if seconds else 0.0,
+        p50_ms=median([r.p50_ms for r in results]),
+        p90_ms=median([r.p90_ms for r in results]),
+        p99_ms=max(r.p99_ms for r in results),
+        non_2xx=sum(r.non_2xx for r in results),
+        socket_errors=sum(r.socket_errors for r in results),
+    )

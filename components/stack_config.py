@@ -289,7 +289,10 @@ class StackConfig:
     )
     certificate_arn: str | None = field(
         default=None,
-        metadata=_m("certificateArn", "ACM certificate: adds HTTPS :443 and redirects HTTP to it."),
+        metadata=_m(
+            "certificateArn",
+            "ACM certificate: adds HTTPS :443 (HTTP redirects to it) and gRPC through it.",
+        ),
     )
     access_logs_bucket: str | None = field(
         default=None, metadata=_m("accessLogsBucket", "S3 bucket for ALB access logs.")

@@ -30,6 +30,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--port", type=int, default=defaults.port, help=f"default {defaults.port} (PORT)"
     )
     parser.add_argument(
+        "--grpc-port",
+        type=int,
+        default=defaults.grpc_port,
+        help=f"gRPC port, 0 turns gRPC off; default {defaults.grpc_port} (GRPC_PORT)",
+    )
+    parser.add_argument(
         "--model-dir",
         type=Path,
         default=defaults.model_dir,
@@ -38,9 +44,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+class DrainingServer(uvicorn.Server):
+    """uvicorn, plus: the gRPC server starts draining the moment HTTP does (not after it)."""
+
+    async def shutdown(self, sockets: list | None = None) -> None:
+        grpc_server = getattr(self.config.app.state, "grpc", None)
+        if grpc_server is not None:
+            grpc_server.begin_shutdown()
+        await super().shutdown(sockets)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    settings = Settings(host=args.host, port=args.port, model_dir=args.model_dir)
+    settings = Settings(
+        host=args.host, port=args.port, model_dir=args.model_dir, grpc_port=args.grpc_port
+    )
     configure_logging(settings.log_level)
     logging.getLogger("service").info(
         "configuration",
@@ -62,7 +80,7 @@ def main(argv: list[str] | None = None) -> None:
     # in place before it started; ignoring SIGTERM here makes a graceful stop exit 0, so ECS and
     # the "exit code anything-but 0" alert rule do not report every deployment as a failure.
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    uvicorn.Server(config).run()
+    DrainingServer(config).run()
 
 
 if __name__ == "__main__":

@@ -29,15 +29,19 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service import __version__
 from service.batching import BatchingScheduler
+from service.config_routes import add_config_routes
 from service.dataplane import DataPlane
 from service.emf import EmfMetrics, publish_periodically
 from service.errors import InferenceError, InvalidInput, ModelNotFound
+from service.grpc.server import GrpcServer
 from service.head import HeadAsGet
 from service.infer_route import InferRoute, openapi_paths
 from service.metrics import Metrics
 from service.middleware import ObservabilityMiddleware
 from service.model import ModelVersion, SessionConfig
-from service.model_config import BatchingConfig, load_model_config
+from service.model_config import BatchingConfig
+from service.model_config_files import read_model_config, read_version_policy
+from service.model_config_pbtxt import check_declared_io
 from service.providers import nvidia_gpu_present, resolve_providers
 from service.repository import ModelRegistry
 from service.scheduler import Scheduler
@@ -84,7 +88,8 @@ def build_registry(
     )
 
     def loader(name: str, version: int, path: Path) -> ModelVersion:
-        batching = load_model_config(path.parent.parent, defaults)
+        file_config = read_model_config(path.parent.parent, defaults)
+        batching = file_config.batching
         # Parallel instances share the cores: split them rather than oversubscribe.
         intra = settings.ort_intra_op_threads or max(1, usable_cpus() // batching.instance_count)
         config = SessionConfig(
@@ -92,13 +97,18 @@ def build_registry(
             intra_op_threads=intra,
             inter_op_threads=settings.ort_inter_op_threads,
         )
-        return ModelVersion.load(name, version, path, config, batching)
+        model = ModelVersion.load(name, version, path, config, batching)
+        if file_config.pbtxt is not None:
+            check_declared_io(file_config.pbtxt, name, model.inputs, model.outputs)
+        model.file_config = file_config
+        return model
 
     return ModelRegistry(
         settings.model_dir,
         loader,
         warmup=settings.warmup,
         on_unload=on_unload,
+        version_policy=read_version_policy,
         on_load_failure=on_load_failure,
     )
 
@@ -171,6 +181,18 @@ def create_app(settings: Settings, scheduler: Scheduler | None = None) -> Servic
         max_request_bytes=settings.max_request_bytes,
     )
 
+    grpc_server = None
+    if settings.grpc_port:
+        grpc_server = GrpcServer(
+            plane,
+            metrics,
+            host=settings.host,
+            port=settings.grpc_port,
+            max_request_bytes=settings.max_request_bytes,
+            access_log=settings.access_log,
+            grace_s=settings.graceful_shutdown_s,
+        )
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         def initial_load() -> None:
@@ -181,6 +203,8 @@ def create_app(settings: Settings, scheduler: Scheduler | None = None) -> Servic
 
         loader = threading.Thread(target=initial_load, name="model-loader", daemon=True)
         loader.start()
+        if grpc_server is not None:
+            await grpc_server.start()
         poller = None
         if settings.model_poll_interval_s > 0:
             poller = asyncio.create_task(_poll_repository(plane, settings.model_poll_interval_s))
@@ -196,11 +220,16 @@ def create_app(settings: Settings, scheduler: Scheduler | None = None) -> Servic
         try:
             yield
         finally:
-            for task in (poller, publisher):  # the publisher flushes once more as it stops
-                if task is not None:
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
+            if poller is not None:
+                poller.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await poller
+            if grpc_server is not None:  # drained before the publisher's last flush counts it
+                await grpc_server.stop()
+            if publisher is not None:  # the publisher flushes once more as it stops
+                publisher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await publisher
             scheduler.close()
             await plane.close()
             log.info("service stopped")
@@ -215,6 +244,7 @@ def create_app(settings: Settings, scheduler: Scheduler | None = None) -> Servic
     app.state.plane = plane
     app.state.metrics = metrics
     app.state.settings = settings
+    app.state.grpc = grpc_server
 
     @app.exception_handler(InferenceError)
     async def _inference_error(request: Request, exc: InferenceError) -> Response:
@@ -275,6 +305,8 @@ def create_app(settings: Settings, scheduler: Scheduler | None = None) -> Servic
         if plane.model_ready(name, version):
             return json_response({"name": name, "ready": True})
         return json_response({"name": name, "ready": False, "error": "model not ready"}, 503)
+
+    add_config_routes(app, plane)
 
     # -- repository extension ----------------------------------------------------------------
     def _require_repository_api() -> None:

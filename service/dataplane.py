@@ -9,12 +9,15 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import numpy as np
+
 from service import __version__
 from service.codec import InferRequest, decode_request, encode_response
 from service.compression import decompress
 from service.decode_offload import INLINE_BYTES, PROCESS_JSON_BYTES, ByteBudget
 from service.decode_worker import DecodeWorker
 from service.errors import ModelNotReady
+from service.model import ModelVersion
 from service.repository import ModelRegistry
 from service.run_errors import client_error
 from service.scheduler import Scheduler
@@ -44,7 +47,7 @@ class DataPlane:
         self._decode_worker = DecodeWorker()
 
     def server_metadata(self) -> dict[str, Any]:
-        extensions = ["binary_tensor_data"]
+        extensions = ["binary_tensor_data", "model_configuration"]
         if self.repository_api:
             extensions.append("model_repository")
         return {"name": SERVER_NAME, "version": __version__, "extensions": extensions}
@@ -133,3 +136,31 @@ class DataPlane:
         return await asyncio.to_thread(
             encode_response, model.name, str(model.version), outputs, request.id
         )
+
+    async def infer_arrays(
+        self,
+        name: str,
+        version: str | None,
+        inputs: dict[str, np.ndarray],
+        output_names: list[str] | None,
+    ) -> tuple[ModelVersion, list[str], list[np.ndarray]]:
+        """Run decoded inputs (the gRPC transport): the same checks, batcher and errors as
+        ``infer``; returns the version that ran, the output names and their arrays."""
+        if not self.registry.initial_load_done:
+            raise ModelNotReady("the service is still loading models; retry shortly")
+        model = self.registry.get(name, version)
+        validate_inputs(model.name, model.inputs, inputs)
+        feeds = model.prepare(inputs)
+        if output_names is None:
+            names = model.output_names
+        else:
+            names = output_names
+            validate_outputs(model.name, model.outputs, names)
+        try:
+            arrays = await self.scheduler.run(model, feeds, names)
+        except Exception as exc:  # the values made a node fail: the client's error, not ours
+            rejected = client_error(model.name, exc)
+            if rejected is None:
+                raise
+            raise rejected from None
+        return model, names, arrays

@@ -72,3 +72,9 @@ class Metrics:
         self.models_ready = Gauge(
             "models_ready", "Model versions loaded and ready to serve.", registry=r
         )
+        self.grpc_requests = Counter(
+            "grpc_requests",
+            "gRPC calls by method and status code.",
+            ["method", "code"],
+            registry=r,
+        )

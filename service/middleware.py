@@ -5,16 +5,13 @@ Pure ASGI (not BaseHTTPMiddleware) so it adds microseconds, not a task per reque
 
 from __future__ import annotations
 
-import logging
 import time
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.logs import ACCESS_LOGGER
+from service import logs
 from service.metrics import Metrics
-
-access_log = logging.getLogger(ACCESS_LOGGER)
 
 CLIENT_CLOSED = 499
 
@@ -80,14 +77,11 @@ class ObservabilityMiddleware:
                 user_agent = value.decode("latin-1")
                 break
         client: Any = scope.get("client")
-        access_log.info(
-            f"{method} {path} {status}",
-            extra={
-                "method": method,
-                "path": path,
-                "status": status,
-                "duration_ms": round((time.perf_counter() - started) * 1000, 3),
-                "user_agent": user_agent,
-                "client": client[0] if client else None,
-            },
+        logs.access(
+            method,
+            path,
+            status,
+            round((time.perf_counter() - started) * 1000, 3),
+            user_agent,
+            client[0] if client else None,
         )

@@ -11,6 +11,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -70,6 +71,7 @@ class ModelVersion:
         # directly); ``load`` always decides.
         self.dynamic_batching = self.batching.batching and self.batchable
         self.batching_reason = "not probed"
+        self.file_config: Any = None  # ModelFileConfig, set by the loader (effective config)
 
     @classmethod
     def load(

@@ -24,7 +24,8 @@ from pathlib import Path
 
 from service.errors import ModelNotFound, ModelNotReady
 from service.model import MODEL_FILENAME, ModelVersion
-from service.model_config import CONFIG_FILENAME
+from service.model_config_files import CONFIG_FILENAMES
+from service.version_policy import VersionPolicy
 
 log = logging.getLogger("service.repository")
 
@@ -63,16 +64,19 @@ class SyncReport:
 
 
 def _fingerprint(path: Path) -> tuple[int, ...] | None:
-    """What a reload depends on: the model file and its model's ``config.json``."""
+    """What a reload depends on: the model file and its model's configuration file."""
     try:
         stat = path.stat()
     except OSError:
         return None
-    try:
-        config = (path.parent.parent / CONFIG_FILENAME).stat()
-        config_part: tuple[int, ...] = (config.st_mtime_ns, config.st_size)
-    except OSError:
-        config_part = ()
+    config_part: tuple[int, ...] = ()
+    for name in CONFIG_FILENAMES:
+        try:
+            config = (path.parent.parent / name).stat()
+        except OSError:
+            config_part += (-1,)  # absent: appearing later changes the fingerprint
+        else:
+            config_part += (config.st_mtime_ns, config.st_size)
     return (stat.st_mtime_ns, stat.st_size, *config_part)
 
 
@@ -155,12 +159,14 @@ class ModelRegistry:
         *,
         warmup: bool = True,
         on_unload: Callable[[ModelVersion], None] | None = None,
+        version_policy: Callable[[Path], VersionPolicy] | None = None,
         on_load_failure: Callable[[str, int], None] | None = None,
     ) -> None:
         self.root = root
         self._loader = loader
         self._warmup = warmup
         self._on_unload = on_unload
+        self._version_policy = version_policy
         self._on_load_failure = on_load_failure
         self._models: dict[str, dict[int, VersionRecord]] = {}
         self._write_lock = threading.Lock()
@@ -220,7 +226,7 @@ class ModelRegistry:
         with self._write_lock:
             try:
                 unreadable: set[str] = set()
-                on_disk = scan(self.root, unreadable)
+                on_disk = self._apply_policies(scan(self.root, unreadable))
                 if not self.root.is_dir():
                     log.error("model directory does not exist", extra={"path": str(self.root)})
                 names = set(on_disk) | set(self._models)
@@ -242,6 +248,20 @@ class ModelRegistry:
                 extra={"loaded": report.loaded, "failed": report.failed, "removed": report.removed},
             )
         return report
+
+    def _apply_policies(self, on_disk: dict[str, dict[int, Path]]) -> dict[str, dict[int, Path]]:
+        """Keep the versions each model's version policy selects. A policy that cannot be read
+        selects every version: each then fails to load with the configuration error as reason."""
+        if self._version_policy is None:
+            return on_disk
+        selected: dict[str, dict[int, Path]] = {}
+        for name, versions in on_disk.items():
+            try:
+                keep = self._version_policy(self.root / name).select(versions)
+            except (ValueError, OSError):
+                keep = set(versions)
+            selected[name] = {v: p for v, p in versions.items() if v in keep}
+        return selected
 
     def _sync_model(
         self, name: str, disk: dict[int, Path], report: SyncReport, force: bool = False
@@ -361,6 +381,11 @@ class ModelRegistry:
         states = [r.state is State.READY for r in records]
         return all(states) if strict else any(states)
 
+    def _not_loaded_reason(self, name: str) -> str:
+        if name in self._models and self._version_policy is not None:
+            return "not selected by the model's version_policy"
+        return "not loaded"
+
     def index(self, ready_only: bool = False) -> list[dict[str, str]]:
         """The repository extension's index: every version on disk or loaded, with its state
         (``ready_only``: the request's ``{"ready": true}``, only versions that can serve)."""
@@ -374,7 +399,7 @@ class ModelRegistry:
                     "name": name,
                     "version": str(version),
                     "state": record.state.value if record else State.UNAVAILABLE.value,
-                    "reason": record.reason if record else "not loaded",
+                    "reason": record.reason if record else self._not_loaded_reason(name),
                 }
                 if ready_only and entry["state"] != State.READY.value:
                     continue

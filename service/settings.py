@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from service.metric_names import NAMESPACE
@@ -112,6 +112,12 @@ class Settings(BaseSettings):
     request_body_timeout_s: float = Field(
         60.0, gt=0, description="Seconds a client has to send a request's body; then 408."
     )
+    grpc_port: int = Field(
+        8001,
+        ge=0,
+        le=65535,
+        description="TCP port of the Open Inference Protocol over gRPC (Triton: 8001); 0: off.",
+    )
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -143,3 +149,12 @@ class Settings(BaseSettings):
     @classmethod
     def _lower(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _distinct_ports(self) -> Settings:
+        if self.grpc_port and self.grpc_port == self.port:
+            raise ValueError(
+                f"GRPC_PORT and PORT are both {self.port}: gRPC needs a port of its own "
+                "(GRPC_PORT=0 turns gRPC off)"
+            )
+        return self

@@ -1,4 +1,4 @@
-"""Session-wide test setup."""
+"""Session-wide test setup and suite-wide defaults."""
 
 from __future__ import annotations
 
@@ -18,3 +18,13 @@ def _resolve_requirements_in_background(
 
         start_resolutions(tmp_path_factory.mktemp("resolve"))
     yield
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _no_default_grpc_port() -> Iterator[None]:
+    """Apps built by tests do not bind gRPC's default port 8001: tests run many apps (module-
+    scoped servers too, hence a session fixture, set up before any of them), and a developer may
+    be serving on 8001. gRPC tests pass a free port explicitly."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("GRPC_PORT", "0")
+        yield

@@ -90,6 +90,24 @@ def test_every_taggable_resource_carries_the_stack_tags(
             assert all(spec["tags"].get(k) == v for k, v in expected.items())
 
 
+def test_grpc_routing_of_a_stack_with_a_certificate_carries_the_stack_tags(
+    _mock_fixes: None,  # noqa: F811
+) -> None:
+    """With ``certificateArn`` the stack adds the gRPC target group, its listener rule and the
+    gRPC port's security group rules (components/ecs_service/grpc_routing.py): tagged too."""
+    cert = "arn:aws:acm:us-east-1:123456789012:certificate/c"
+    mocks, _ = run_stack(PROD, {"certificateArn": cert})
+    grpc = {r.type_ for r in mocks.resources if "grpc" in r.name and takes_tags(r.type_)}
+    assert grpc == {
+        "aws:lb/targetGroup:TargetGroup",
+        "aws:lb/listenerRule:ListenerRule",
+        "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule",
+        "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule",
+    }
+    expected = {"project": PROJECT, "stack": "test", "environment": "prod"}
+    assert untagged(mocks, expected) == []
+
+
 def test_the_scan_knows_taggable_from_untaggable_types() -> None:
     assert takes_tags("aws:cloudwatch/logGroup:LogGroup")
     assert takes_tags("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")

@@ -30,12 +30,18 @@ import pulumi_aws as aws
 from components.deployment_alarms import DeploymentAlarms
 from components.deployment_check import DEFAULT_TIMEOUT_S as DEPLOYMENT_CHECK_TIMEOUT_S
 from components.deployment_check import DeploymentCheck, DeploymentCheckArgs
+from components.ecs_service.grpc_routing import (
+    grpc_load_balancers,
+    grpc_routing,
+    grpc_security_group_rules,
+)
 from components.ecs_service.service_metrics import concurrency_metric, metric_environment
 from components.ecs_service.settings import (
     CONTAINER_INSIGHTS,
     CONTAINER_NAME,
     CONTAINER_PORT,
     ECS_EXEC_STATEMENT,
+    GRPC_PORT,
     MODEL_PATH,
     PUBLIC_ALB_TAG,
     Autoscaling,
@@ -136,6 +142,7 @@ class InferenceService(pulumi.ComponentResource):
         self._args = args
         self._child = pulumi.ResourceOptions(parent=self)
         self._tags = dict(args.tags)
+        self._grpc_target_group: aws.lb.TargetGroup | None = None
         self.cluster_arn = pulumi.Output.from_input(args.cluster_arn)
 
         alb_sg, task_sg = self._security_groups()
@@ -276,6 +283,8 @@ class InferenceService(pulumi.ComponentResource):
             tags=self._tags,
             opts=child,
         )
+        if lb.grpc:
+            grpc_security_group_rules(name, alb_sg, task_sg, child, self._tags)
         task_egress(f"{name}-task", task_sg, args.model_store, child, self._tags)
         args.model_store.allow_from(f"{name}-tasks", task_sg.id)
         return alb_sg, task_sg
@@ -324,6 +333,7 @@ class InferenceService(pulumi.ComponentResource):
         environment: dict[str, pulumi.Input[str]] = {
             "MODEL_DIR": MODEL_PATH,
             "PORT": str(CONTAINER_PORT),
+            "GRPC_PORT": str(GRPC_PORT),
             "LOG_LEVEL": args.settings.log_level.upper(),
             "GRACEFUL_SHUTDOWN_S": str(args.settings.graceful_shutdown_s),
             "KEEP_ALIVE_TIMEOUT_S": str(args.settings.load_balancer.backend_keep_alive_s),
@@ -351,6 +361,7 @@ class InferenceService(pulumi.ComponentResource):
                 readonly_root=args.settings.readonly_root,
                 health=args.settings.container_health_check,
                 placement=placement,
+                grpc=args.settings.load_balancer.grpc,
             )
             return json.dumps([app, router])
 
@@ -428,19 +439,21 @@ class InferenceService(pulumi.ComponentResource):
         )
         listeners: list[aws.lb.Listener] = []
         if lb.certificate_arn:
-            listeners.append(
-                aws.lb.Listener(
-                    f"{name}-https",
-                    load_balancer_arn=alb.arn,
-                    port=443,
-                    protocol="HTTPS",
-                    ssl_policy=lb.ssl_policy,
-                    certificate_arn=lb.certificate_arn,
-                    default_actions=[forward],
-                    tags=self._tags,
-                    opts=child,
-                )
+            https = aws.lb.Listener(
+                f"{name}-https",
+                load_balancer_arn=alb.arn,
+                port=443,
+                protocol="HTTPS",
+                ssl_policy=lb.ssl_policy,
+                certificate_arn=lb.certificate_arn,
+                default_actions=[forward],
+                tags=self._tags,
+                opts=child,
             )
+            listeners.append(https)
+            self._grpc_target_group, grpc_rule = grpc_routing(name, args, https, self._tags, child)
+            # ECS refuses a target group no listener uses yet: the service waits for the rule.
+            listeners.append(grpc_rule)  # type: ignore[arg-type]
             http_action = aws.lb.ListenerDefaultActionArgs(
                 type="redirect",
                 redirect=aws.lb.ListenerDefaultActionRedirectArgs(
@@ -504,7 +517,8 @@ class InferenceService(pulumi.ComponentResource):
                     target_group_arn=target_group.arn,
                     container_name=CONTAINER_NAME,
                     container_port=CONTAINER_PORT,
-                )
+                ),
+                *grpc_load_balancers(self._grpc_target_group),
             ],
             deployment_circuit_breaker=aws.ecs.ServiceDeploymentCircuitBreakerArgs(
                 enable=True, rollback=True

@@ -18,6 +18,13 @@ CONTAINER_NAME = "app"
 PUBLIC_ALB_TAG = "onnx-ecs:role"
 CONTAINER_INSIGHTS = ("enabled", "enhanced", "disabled")
 CONTAINER_PORT = 8000
+# The Open Inference Protocol over gRPC (GRPC_PORT of the service, Triton's port). Behind the ALB
+# only with a certificate: an ALB forwards gRPC from HTTPS listeners only. The HTTPS listener
+# sends these paths (gRPC's /package.Service/Method) to the gRPC target group.
+GRPC_PORT = 8001
+GRPC_PATHS = ("/inference.GRPCInferenceService/*", "/grpc.health.v1.Health/*")
+# The standard health service; its Check answers gRPC code 0 only while the service is ready.
+GRPC_HEALTH_PATH = "/grpc.health.v1.Health/Check"
 APP_USER = "10001:10001"
 MODEL_PATH = "/models"
 HEALTH_PATH = "/health"
@@ -223,6 +230,11 @@ class LoadBalancerOptions:
         """ALB idle timeout range."""
         if not 1 <= self.idle_timeout_s <= 4000:
             raise ValueError(f"ALB idle timeout {self.idle_timeout_s}s: use 1-4000 seconds")
+
+    @property
+    def grpc(self) -> bool:
+        """gRPC through the load balancer: needs the HTTPS listener, so a certificate."""
+        return bool(self.certificate_arn)
 
     @property
     def listener_ports(self) -> list[int]:

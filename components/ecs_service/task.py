@@ -15,6 +15,7 @@ from components.ecs_service.settings import (
     APP_USER,
     CONTAINER_NAME,
     CONTAINER_PORT,
+    GRPC_PORT,
     HEALTH_COMMAND,
     ContainerHealthCheck,
     LogRouterLike,
@@ -44,8 +45,10 @@ def app_container_definition(
     readonly_root: bool,
     health: ContainerHealthCheck,
     placement: Placement,
+    grpc: bool = False,
 ) -> dict[str, Any]:
-    """The inference container, in ECS API field names (see tests/ecs_schema.py)."""
+    """The inference container, in ECS API field names (see tests/ecs_schema.py). ``grpc``: the
+    load balancer has a gRPC target group, which needs the gRPC port mapped."""
     env = {**environment, **placement.environment}
     container: dict[str, Any] = {
         "name": CONTAINER_NAME,
@@ -77,6 +80,10 @@ def app_container_definition(
         # tini as PID 1: forwards SIGTERM for graceful shutdown and reaps ECS Exec sessions.
         "linuxParameters": {"initProcessEnabled": True},
     }
+    if grpc:
+        container["portMappings"].append(
+            {"containerPort": GRPC_PORT, "protocol": "tcp", "name": "grpc", "appProtocol": "grpc"}
+        )
     if placement.resource_requirements:
         container["resourceRequirements"] = [dict(r) for r in placement.resource_requirements]
     if placement.container_cpu is not None:

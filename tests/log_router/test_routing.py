@@ -24,7 +24,7 @@ import pytest
 
 from service.emf import EmfMetrics
 from service.emf import write as emf_write
-from service.logs import configure_logging
+from service.logs import configure_logging, flush_logs
 from service.metrics import Metrics
 from service.middleware import ObservabilityMiddleware
 from tests.log_router.fluentbit import Delivery, Pipeline, dockerfile_copies, firelens_record
@@ -88,6 +88,7 @@ def request(path: str, status: int, user_agent: str) -> None:
         "client": ("10.0.12.34", 51234),
     }
     asyncio.run(ObservabilityMiddleware(app, Metrics())(scope, receive, send))
+    flush_logs()  # access lines are buffered; the service flushes them within milliseconds
 
 
 def log_exception() -> None:

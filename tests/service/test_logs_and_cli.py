@@ -13,7 +13,7 @@ import pytest
 from pydantic import ValidationError
 
 from service.__main__ import parse_args
-from service.logs import ACCESS_LOGGER, configure_logging
+from service.logs import ACCESS_LOGGER, configure_logging, flush_logs
 from service.settings import Settings
 
 
@@ -64,6 +64,7 @@ def test_access_record_fields(captured: io.StringIO) -> None:
         "GET", "/health", 200, 0.0,
     )  # fmt: skip
     assert Metrics  # imported for the module under test's side effects only
+    flush_logs()  # access lines are buffered (tests/service/test_access_log.py)
     (record,) = _records(captured)
     assert record["logger"] == ACCESS_LOGGER
     assert record["status"] == 200 and isinstance(record["status"], int)
