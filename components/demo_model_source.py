@@ -28,7 +28,7 @@ from functools import cache
 import pulumi
 import pulumi_aws as aws
 
-from components.iam import policy_json
+from components.private_bucket import private_bucket
 
 PREFIX = "models"
 _MAX_BUCKET = 63
@@ -80,59 +80,20 @@ class DemoModelSource(pulumi.ComponentResource):
         self, name: str, args: DemoModelSourceArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("onnx-ecs:index:DemoModelSource", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
         tags = dict(args.tags)
         self.bucket_name = bucket_name(name, args.account, args.region)
-        bucket = aws.s3.Bucket(f"{name}-bucket", bucket=self.bucket_name, tags=tags, opts=child)
-        by_default = (
-            aws.s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs
-        )
-        encryption = aws.s3.BucketServerSideEncryptionConfiguration(
-            f"{name}-sse",
-            bucket=bucket.id,
-            rules=[
-                aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
-                    apply_server_side_encryption_by_default=by_default(sse_algorithm="AES256")
-                )
-            ],
-            opts=child,
-        )
-        public_access = aws.s3.BucketPublicAccessBlock(
-            f"{name}-public-access",
-            bucket=bucket.id,
-            block_public_acls=True,
-            block_public_policy=True,
-            ignore_public_acls=True,
-            restrict_public_buckets=True,
-            opts=child,
-        )
-        aws.s3.BucketOwnershipControls(
-            f"{name}-ownership",
-            bucket=bucket.id,
-            rule=aws.s3.BucketOwnershipControlsRuleArgs(object_ownership="BucketOwnerEnforced"),
-            opts=child,
-        )
-        tls_only = bucket.arn.apply(
-            lambda arn: {
-                "Sid": "DenyInsecureTransport",
-                "Effect": "Deny",
-                "Principal": "*",
-                "Action": "s3:*",
-                "Resource": [arn, f"{arn}/*"],
-                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-            }
-        )
-        aws.s3.BucketPolicy(
-            f"{name}-policy",
-            bucket=bucket.id,
-            policy=policy_json([tls_only]),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[public_access]),
+        private = private_bucket(
+            name,
+            parent=self,
+            bucket_resource_name=f"{name}-bucket",
+            bucket_name=self.bucket_name,
+            tags=tags,
         )
         data = demo_model_bytes()
         self.sha256 = hashlib.sha256(data).hexdigest()
         model = aws.s3.BucketObjectv2(
             f"{name}-demo-model",
-            bucket=bucket.id,
+            bucket=private.bucket.id,
             key=demo_model_key(),
             content_base64=base64.b64encode(data).decode("ascii"),
             content_type="application/octet-stream",
@@ -141,10 +102,12 @@ class DemoModelSource(pulumi.ComponentResource):
             # no tags: S3 bills and allocates cost per bucket (tagged above), and an object
             # takes at most 10 tags, fewer than a stack may carry
             # uploaded once the bucket encrypts by default and refuses public access
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[encryption, public_access]),
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=[private.encryption, private.public_access]
+            ),
         )
         self.url = f"s3://{self.bucket_name}/{PREFIX}"
-        self.bucket_arn = bucket.arn
+        self.bucket_arn = private.bucket.arn
         self.object_version = model.etag
         self.register_outputs(
             {"bucket_name": self.bucket_name, "url": self.url, "sha256": self.sha256}

@@ -13,59 +13,35 @@ deployment`` prints the same on demand.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import pulumi
 import pulumi.dynamic as dynamic
 
-from components.model_publish import ecs_client
+from components.deploy_time_provider import DEFAULT_TIMEOUT_S, EcsDeployTimeProvider
 from ops.deployment import EXIT_ROLLED_BACK, wait_for_deployment
 
 TRIGGERS = ("cluster", "service", "task_definition")
-DEFAULT_TIMEOUT_S = 1800
 
 
-class DeploymentCheckProvider(dynamic.ResourceProvider):
+class DeploymentCheckProvider(EcsDeployTimeProvider):
     """create/update wait for the deployment's verdict; diff reruns on a new revision."""
 
-    serialize_as_secret_always = False
+    triggers = TRIGGERS
+    default_poll_interval = 15.0
 
-    def __init__(
-        self,
-        client_factory: Callable[[str], Any] = ecs_client,
-        sleep: Callable[[float], None] = time.sleep,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        super().__init__()
-        self.client_factory = client_factory
-        self.sleep = sleep
-        self.clock = clock
+    def resource_id(self, outs: dict[str, Any]) -> str:
+        return f"{outs['service']}-deployment"
 
-    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.DiffResult:
-        changed = [k for k in TRIGGERS if olds.get(k) != news.get(k)]
-        return dynamic.DiffResult(changes=bool(changed), replaces=[], stables=[])
-
-    def create(self, props: dict[str, Any]) -> dynamic.CreateResult:
-        outs = self._check(props)
-        return dynamic.CreateResult(id_=f"{props['service']}-deployment", outs=outs)
-
-    def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> dynamic.UpdateResult:
-        return dynamic.UpdateResult(outs=self._check(news))
-
-    def delete(self, _id: str, _props: dict[str, Any]) -> None:
-        """Nothing to undo."""
-
-    def _check(self, props: dict[str, Any]) -> dict[str, Any]:
+    def run(self, props: dict[str, Any]) -> dict[str, Any]:
         verdict = wait_for_deployment(
-            self.client_factory(props["region"]),
+            self.ecs(props),
             props["cluster"],
             props["service"],
             props.get("task_definition") or None,
-            timeout=float(props.get("timeout_seconds") or DEFAULT_TIMEOUT_S),
-            poll_interval=float(props.get("poll_interval") or 15.0),
+            timeout=self.timeout(props),
+            poll_interval=self.poll_interval(props),
             sleep=self.sleep,
             clock=self.clock,
         )

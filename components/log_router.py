@@ -22,7 +22,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from components.iam import policy_json
+from components.private_bucket import private_bucket
 
 # The values CloudWatch Logs accepts for retentionInDays (0 is used here for "never expire").
 RETENTION_DAYS: tuple[int, ...] = (
@@ -116,29 +116,28 @@ class LogRouter(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         base = f"/ecs/{pulumi.get_project()}/{pulumi.get_stack()}/{name}"
 
-        error_group = aws.cloudwatch.LogGroup(
-            f"{name}-errors",
-            name=args.error_log_group_name or f"{base}/errors",
-            retention_in_days=args.error_log_retention_days,
-            kms_key_id=args.kms_key_arn,
-            tags=dict(args.tags) or None,
-            opts=child,
+        def log_group(
+            suffix: str, group_name: str | None, leaf: str, retention_days: int
+        ) -> aws.cloudwatch.LogGroup:
+            """A log group named ``group_name`` or ``<base>/<leaf>``, encrypted with the
+            router's key when it has one."""
+            return aws.cloudwatch.LogGroup(
+                f"{name}-{suffix}",
+                name=group_name or f"{base}/{leaf}",
+                retention_in_days=retention_days,
+                kms_key_id=args.kms_key_arn,
+                tags=dict(args.tags) or None,
+                opts=child,
+            )
+
+        error_group = log_group(
+            "errors", args.error_log_group_name, "errors", args.error_log_retention_days
         )
-        router_group = aws.cloudwatch.LogGroup(
-            f"{name}-router-logs",
-            name=args.router_log_group_name or f"{base}/log-router",
-            retention_in_days=args.router_log_retention_days,
-            kms_key_id=args.kms_key_arn,
-            tags=dict(args.tags) or None,
-            opts=child,
+        router_group = log_group(
+            "router-logs", args.router_log_group_name, "log-router", args.router_log_retention_days
         )
-        metrics_group = aws.cloudwatch.LogGroup(
-            f"{name}-metrics",
-            name=args.metrics_log_group_name or f"{base}/metrics",
-            retention_in_days=args.metrics_log_retention_days,
-            kms_key_id=args.kms_key_arn,
-            tags=dict(args.tags) or None,
-            opts=child,
+        metrics_group = log_group(
+            "metrics", args.metrics_log_group_name, "metrics", args.metrics_log_retention_days
         )
         bucket = self._archive_bucket(name, args, child)
 
@@ -168,73 +167,22 @@ class LogRouter(pulumi.ComponentResource):
         name: str, args: LogRouterArgs, child: pulumi.ResourceOptions
     ) -> aws.s3.Bucket:
         """Private, encrypted, TLS-only bucket whose objects age out by lifecycle rule."""
-        bucket = aws.s3.Bucket(
+        archive = private_bucket(
             f"{name}-archive",
-            bucket=args.archive_bucket_name,
-            force_destroy=args.force_destroy_archive,
+            parent=child.parent,
+            bucket_name=args.archive_bucket_name,
             tags=dict(args.tags) or None,
-            opts=child,
-        )
-        sse = (
-            aws.s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs
-        )
-        by_default = (
-            sse(sse_algorithm="aws:kms", kms_master_key_id=args.kms_key_arn)
-            if args.kms_key_arn is not None
-            else sse(sse_algorithm="AES256")
-        )
-        aws.s3.BucketServerSideEncryptionConfiguration(
-            f"{name}-archive-sse",
-            bucket=bucket.id,
-            rules=[
-                aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
-                    apply_server_side_encryption_by_default=by_default,
-                    bucket_key_enabled=args.kms_key_arn is not None,
-                )
-            ],
-            opts=child,
-        )
-        public_access = aws.s3.BucketPublicAccessBlock(
-            f"{name}-archive-public-access",
-            bucket=bucket.id,
-            block_public_acls=True,
-            block_public_policy=True,
-            ignore_public_acls=True,
-            restrict_public_buckets=True,
-            opts=child,
-        )
-        aws.s3.BucketOwnershipControls(
-            f"{name}-archive-ownership",
-            bucket=bucket.id,
-            rule=aws.s3.BucketOwnershipControlsRuleArgs(object_ownership="BucketOwnerEnforced"),
-            opts=child,
+            force_destroy=args.force_destroy_archive,
+            kms_key_arn=args.kms_key_arn,
+            bucket_key_enabled=args.kms_key_arn is not None,
         )
         aws.s3.BucketLifecycleConfiguration(
             f"{name}-archive-lifecycle",
-            bucket=bucket.id,
+            bucket=archive.bucket.id,
             rules=[_lifecycle_rule(args)],
             opts=child,
         )
-        tls_only = bucket.arn.apply(
-            lambda arn: {
-                "Sid": "DenyInsecureTransport",
-                "Effect": "Deny",
-                "Principal": "*",
-                "Action": "s3:*",
-                "Resource": [arn, f"{arn}/*"],
-                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-            }
-        )
-        aws.s3.BucketPolicy(
-            f"{name}-archive-policy",
-            bucket=bucket.id,
-            policy=policy_json([tls_only]),
-            # S3 refuses policy changes while the public-access block is being applied.
-            opts=pulumi.ResourceOptions.merge(
-                child, pulumi.ResourceOptions(depends_on=[public_access])
-            ),
-        )
-        return bucket
+        return archive.bucket
 
     # -- what the task definition needs -------------------------------------------------------
     def container_definition(self) -> pulumi.Output[dict]:

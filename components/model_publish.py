@@ -18,20 +18,25 @@ published models stay in the store.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import pulumi
 import pulumi.dynamic as dynamic
 
+# ecs_client stays importable from here: providers stored in a state before the shared base
+# existed reference it as components.model_publish.ecs_client.
+from components.deploy_time_provider import (
+    DEFAULT_TIMEOUT_S,
+    EcsDeployTimeProvider,
+    ecs_client,  # noqa: F401
+)
 from ops.ecs_task import EXIT_TASK_FAILED, Outcome, TaskRequest, run_to_completion
 from service.sync import errors as sync_errors
 
 # Inputs whose change means "publish again".
 TRIGGERS = ("cluster", "task_definition", "image", "source", "source_version")
-DEFAULT_TIMEOUT_S = 1800
 POLL_INTERVAL_S = 10.0
 
 
@@ -78,48 +83,16 @@ def failure_message(outcome: Outcome, container: str, task_definition: str) -> s
     return "\n".join(lines)
 
 
-def ecs_client(region: str) -> Any:
-    """An ECS client for the stack's region, with standard retries (deploy-time resources)."""
-    import boto3
-    from botocore.config import Config
-
-    return boto3.client(
-        "ecs", region_name=region, config=Config(retries={"mode": "standard", "max_attempts": 10})
-    )
-
-
-class ModelPublishProvider(dynamic.ResourceProvider):
+class ModelPublishProvider(EcsDeployTimeProvider):
     """create/update run the sync task and wait; diff decides whether to run again."""
 
-    serialize_as_secret_always = False  # it captures no secrets; keep the diff readable
+    triggers = TRIGGERS
+    default_poll_interval = POLL_INTERVAL_S
 
-    def __init__(
-        self,
-        client_factory: Callable[[str], Any] = ecs_client,
-        sleep: Callable[[float], None] = time.sleep,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        super().__init__()
-        self.client_factory = client_factory
-        self.sleep = sleep
-        self.clock = clock
+    def resource_id(self, outs: dict[str, Any]) -> str:
+        return outs["task_arn"].rsplit("/", 1)[-1]
 
-    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.DiffResult:
-        """Changed triggers only (no AWS call): the engine calls this in previews too."""
-        changed = [k for k in TRIGGERS if olds.get(k) != news.get(k)]
-        return dynamic.DiffResult(changes=bool(changed), replaces=[], stables=[])
-
-    def create(self, props: dict[str, Any]) -> dynamic.CreateResult:
-        outs = self._publish(props)
-        return dynamic.CreateResult(id_=outs["task_arn"].rsplit("/", 1)[-1], outs=outs)
-
-    def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> dynamic.UpdateResult:
-        return dynamic.UpdateResult(outs=self._publish(news))
-
-    def delete(self, _id: str, _props: dict[str, Any]) -> None:
-        """Nothing to undo: published models stay in the store (the next sync prunes them)."""
-
-    def _publish(self, props: dict[str, Any]) -> dict[str, Any]:
+    def run(self, props: dict[str, Any]) -> dict[str, Any]:
         request = TaskRequest(
             cluster=props["cluster"],
             task_definition=props["task_definition"],
@@ -128,12 +101,11 @@ class ModelPublishProvider(dynamic.ResourceProvider):
             container=props["container"],
             started_by="pulumi-model-publish",
         )
-        ecs = self.client_factory(props["region"])
         outcome = run_to_completion(
-            ecs,
+            self.ecs(props),
             request,
-            timeout=float(props.get("timeout_seconds") or DEFAULT_TIMEOUT_S),
-            poll_interval=float(props.get("poll_interval") or POLL_INTERVAL_S),
+            timeout=self.timeout(props),
+            poll_interval=self.poll_interval(props),
             stop_on_timeout=True,
             sleep=self.sleep,
             clock=self.clock,

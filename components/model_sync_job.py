@@ -29,17 +29,19 @@ import pulumi
 import pulumi_aws as aws
 
 from components.ecs_service import (
-    APP_USER,
     MODEL_PATH,
     LogRouterLike,
     ModelStore,
     execution_role_policy,
-    execution_role_trust_policy,
-    task_egress,
-    task_role_trust_policy,
 )
 from components.fargate_sizes import validate_architecture, validate_fargate_size
 from components.iam import policy_json
+from components.one_off_task import (
+    ecs_role,
+    fargate_task_definition,
+    model_reader_security_group,
+    one_off_container,
+)
 from components.scheduled.run_task import RetryPolicy, ScheduledRunTask, ScheduledRunTaskArgs
 from components.scheduled.validation import (
     FARGATE_CAPACITIES,
@@ -216,21 +218,20 @@ def sync_container_definition(
     log_router_name: str,
 ) -> dict[str, Any]:
     """The publisher container, in ECS API field names (see tests/ecs_schema.py)."""
-    return {
-        "name": CONTAINER_NAME,
-        "image": image,
-        "essential": True,
-        "user": APP_USER,
-        "entryPoint": list(ENTRY_POINT),
-        "command": [],
-        "environment": [{"name": k, "value": v} for k, v in sorted(environment.items())],
-        "mountPoints": [dict(m) for m in mount_points],
-        "readonlyRootFilesystem": True,  # writes go to /models (EFS) and /tmp only
-        "stopTimeout": STOP_TIMEOUT_S,
-        "logConfiguration": dict(log_configuration),
-        "dependsOn": [{"containerName": log_router_name, "condition": "START"}],
-        "linuxParameters": {"initProcessEnabled": True},
-    }
+    # read-only root file system: writes go to /models (EFS) and /tmp only
+    return one_off_container(
+        name=CONTAINER_NAME,
+        image=image,
+        entry_point=ENTRY_POINT,
+        environment=environment,
+        mount_points=mount_points,
+        extra={
+            "stopTimeout": STOP_TIMEOUT_S,
+            "logConfiguration": dict(log_configuration),
+            "dependsOn": [{"containerName": log_router_name, "condition": "START"}],
+            "linuxParameters": {"initProcessEnabled": True},
+        },
+    )
 
 
 def kms_decrypt_statement(key_arn: str, region: str) -> dict[str, Any]:
@@ -267,20 +268,15 @@ class ModelSyncJob(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         tags = {**args.tags, "job": "model-sync"}
 
-        security_group = self._security_group(name, args, tags, child)
-        task_role = self._task_role(name, args, location, tags, child)
-        execution_role = aws.iam.Role(
-            f"{name}-execution-role",
-            assume_role_policy=execution_role_trust_policy(self),
+        security_group = self._security_group(name, args, tags)
+        task_role = self._task_role(name, args, location, tags)
+        execution_role = ecs_role(
+            name,
+            "execution",
+            parent=self,
             description="ECS agent for the model publisher: pull images, router logs",
-            tags=tags,
-            opts=child,
-        )
-        aws.iam.RolePolicy(
-            f"{name}-execution-policy",
-            role=execution_role.id,
             policy=execution_role_policy(self, args.image, args.log_router),
-            opts=child,
+            tags=tags,
         )
 
         mount_points = [
@@ -300,18 +296,14 @@ class ModelSyncJob(pulumi.ComponentResource):
             )
             return json.dumps([publisher, router])
 
-        task_definition = aws.ecs.TaskDefinition(
-            f"{name}-taskdef",
-            family=name,
-            network_mode="awsvpc",
-            requires_compatibilities=["FARGATE"],
-            cpu=str(settings.cpu),
-            memory=str(settings.memory),
-            runtime_platform=aws.ecs.TaskDefinitionRuntimePlatformArgs(
-                operating_system_family="LINUX", cpu_architecture=settings.architecture
-            ),
-            task_role_arn=task_role.arn,
-            execution_role_arn=execution_role.arn,
+        task_definition = fargate_task_definition(
+            name,
+            parent=self,
+            cpu=settings.cpu,
+            memory=settings.memory,
+            architecture=settings.architecture,
+            task_role=task_role,
+            execution_role=execution_role,
             container_definitions=pulumi.Output.all(
                 args.image,
                 args.log_router.container_definition(),
@@ -319,7 +311,6 @@ class ModelSyncJob(pulumi.ComponentResource):
             ).apply(render),
             volumes=[args.model_store.volume(), aws.ecs.TaskDefinitionVolumeArgs(name="tmp")],
             tags=tags,
-            opts=child,
         )
 
         run = ScheduledRunTask(
@@ -371,19 +362,16 @@ class ModelSyncJob(pulumi.ComponentResource):
         name: str,
         args: ModelSyncJobArgs,
         tags: dict[str, str],
-        child: pulumi.ResourceOptions,
     ) -> aws.ec2.SecurityGroup:
         """No ingress; out HTTPS (S3, ECR, logs via NAT or endpoints) and NFS to the store."""
-        security_group = aws.ec2.SecurityGroup(
-            f"{name}-sg",
+        return model_reader_security_group(
+            name,
+            parent=self,
             vpc_id=args.vpc_id,
             description="Model publisher tasks: no ingress; HTTPS out, NFS to the model store",
+            model_store=args.model_store,
             tags=tags,
-            opts=child,
         )
-        task_egress(name, security_group, args.model_store, child, tags)
-        args.model_store.allow_from(name, security_group.id)
-        return security_group
 
     def _task_role(
         self,
@@ -391,19 +379,11 @@ class ModelSyncJob(pulumi.ComponentResource):
         args: ModelSyncJobArgs,
         location: S3Location,
         tags: dict[str, str],
-        child: pulumi.ResourceOptions,
     ) -> aws.iam.Role:
         """Read the source prefix, write the model store, ship logs; nothing else."""
         invoke = pulumi.InvokeOutputOptions(parent=self)
         partition = aws.get_partition_output(opts=invoke).partition
         region = aws.get_region_output(opts=invoke).region
-        role = aws.iam.Role(
-            f"{name}-task-role",
-            assume_role_policy=task_role_trust_policy(self),
-            description="Model publisher: read the S3 source, write the EFS model store",
-            tags=tags,
-            opts=child,
-        )
         source = partition.apply(location.read_statements)
         statements: list[Any] = [
             source.apply(lambda s: s[0]),  # list the prefix
@@ -414,7 +394,11 @@ class ModelSyncJob(pulumi.ComponentResource):
         key_arn = args.settings.source_kms_key_arn
         if key_arn is not None:
             statements.append(region.apply(lambda r: kms_decrypt_statement(key_arn, r)))
-        aws.iam.RolePolicy(
-            f"{name}-task-policy", role=role.id, policy=policy_json(statements), opts=child
+        return ecs_role(
+            name,
+            "task",
+            parent=self,
+            description="Model publisher: read the S3 source, write the EFS model store",
+            policy=policy_json(statements),
+            tags=tags,
         )
-        return role

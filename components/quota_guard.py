@@ -26,6 +26,7 @@ import enum
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Protocol
 
 import pulumi
@@ -280,30 +281,12 @@ def check_quotas(
     return result
 
 
-def check_fargate_quotas(
-    demands: Sequence[Demand],
-    *,
-    skip: bool = False,
-    warn_ratio: float = DEFAULT_WARN_RATIO,
-    reader: QuotaReader = read_quota,
-) -> GuardResult:
-    """The Fargate On-Demand and Spot vCPU quotas (call it from ``__main__.py``)."""
-    return check_quotas(
-        demands, what="Fargate vCPU", skip=skip, warn_ratio=warn_ratio, reader=reader
-    )
-
-
-def check_gpu_quotas(
-    demands: Sequence[Demand],
-    *,
-    skip: bool = False,
-    warn_ratio: float = DEFAULT_WARN_RATIO,
-    reader: QuotaReader = read_quota,
-) -> GuardResult:
-    """The EC2 G/VT (or P) On-Demand and Spot vCPU quotas of the GPU group."""
-    return check_quotas(
-        demands, what="EC2 GPU instance vCPU", skip=skip, warn_ratio=warn_ratio, reader=reader
-    )
+# The two guards ``__main__.py`` calls: ``check_quotas`` with the name of what is checked, so
+# they take (and forward) exactly its arguments.
+check_fargate_quotas = partial(check_quotas, what="Fargate vCPU")
+check_fargate_quotas.__doc__ = "The Fargate On-Demand and Spot vCPU quotas."
+check_gpu_quotas = partial(check_quotas, what="EC2 GPU instance vCPU")
+check_gpu_quotas.__doc__ = "The EC2 G/VT (or P) On-Demand and Spot vCPU quotas of the GPU group."
 
 
 class _GroupLike(Protocol):

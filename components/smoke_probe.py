@@ -24,15 +24,17 @@ import pulumi
 import pulumi_aws as aws
 
 from components.ecs_service import (
-    APP_USER,
     MODEL_PATH,
     ModelStore,
-    execution_role_trust_policy,
     execution_statements,
-    task_egress,
-    task_role_trust_policy,
 )
 from components.iam import policy_json
+from components.one_off_task import (
+    ecs_role,
+    fargate_task_definition,
+    model_reader_security_group,
+    one_off_container,
+)
 from ops.smoke_probe import CONTAINER_NAME, LOG_STREAM_PREFIX
 
 ENTRY_POINT = ["python", "-m", "ops.smoke_probe"]
@@ -57,28 +59,23 @@ def smoke_container_definition(
     *, image: str, url: str, log_group: str, region: str, mount_points: Sequence[Mapping[str, Any]]
 ) -> dict[str, Any]:
     """The probe container, in ECS API field names."""
-    return {
-        "name": CONTAINER_NAME,
-        "image": image,
-        "essential": True,
-        "user": APP_USER,
-        "entryPoint": list(ENTRY_POINT),
-        "command": [],
-        "environment": [
-            {"name": "MODEL_DIR", "value": MODEL_PATH},
-            {"name": "SMOKE_URL", "value": url},
-        ],
-        "mountPoints": [dict(m) for m in mount_points],
-        "readonlyRootFilesystem": True,
-        "logConfiguration": {
-            "logDriver": "awslogs",
-            "options": {
-                "awslogs-group": log_group,
-                "awslogs-region": region,
-                "awslogs-stream-prefix": LOG_STREAM_PREFIX,
+    return one_off_container(
+        name=CONTAINER_NAME,
+        image=image,
+        entry_point=ENTRY_POINT,
+        environment={"MODEL_DIR": MODEL_PATH, "SMOKE_URL": url},
+        mount_points=mount_points,
+        extra={
+            "logConfiguration": {
+                "logDriver": "awslogs",
+                "options": {
+                    "awslogs-group": log_group,
+                    "awslogs-region": region,
+                    "awslogs-stream-prefix": LOG_STREAM_PREFIX,
+                },
             },
         },
-    }
+    )
 
 
 class SmokeProbe(pulumi.ComponentResource):
@@ -97,12 +94,13 @@ class SmokeProbe(pulumi.ComponentResource):
         invoke = pulumi.InvokeOutputOptions(parent=self)
         region = aws.get_region_output(opts=invoke).region
 
-        group = aws.ec2.SecurityGroup(
-            f"{name}-sg",
+        group = model_reader_security_group(
+            name,
+            parent=self,
             vpc_id=args.vpc_id,
             description="Smoke probe tasks: no ingress; to the ALB, HTTPS and NFS out",
+            model_store=args.model_store,
             tags=tags,
-            opts=child,
         )
         for port in args.listener_ports:
             aws.vpc.SecurityGroupEgressRule(
@@ -116,22 +114,15 @@ class SmokeProbe(pulumi.ComponentResource):
                 tags=tags,
                 opts=child,
             )
-        task_egress(name, group, args.model_store, child, tags)
-        args.model_store.allow_from(name, group.id)
 
         log_group = aws.cloudwatch.LogGroup(
             f"{name}-logs", retention_in_days=args.log_retention_days, tags=tags, opts=child
         )
-        execution_role = aws.iam.Role(
-            f"{name}-execution-role",
-            assume_role_policy=execution_role_trust_policy(self),
+        execution_role = ecs_role(
+            name,
+            "execution",
+            parent=self,
             description="ECS agent for the smoke probe: pull the image, write its log group",
-            tags=tags,
-            opts=child,
-        )
-        aws.iam.RolePolicy(
-            f"{name}-execution-policy",
-            role=execution_role.id,
             policy=pulumi.Output.all(args.image, log_group.arn).apply(
                 lambda v: json.dumps(
                     {
@@ -140,34 +131,25 @@ class SmokeProbe(pulumi.ComponentResource):
                     }
                 )
             ),
-            opts=child,
-        )
-        task_role = aws.iam.Role(
-            f"{name}-task-role",
-            assume_role_policy=task_role_trust_policy(self),
-            description="Smoke probe: list the model store (read-only mount)",
             tags=tags,
-            opts=child,
         )
-        aws.iam.RolePolicy(
-            f"{name}-task-policy",
-            role=task_role.id,
+        task_role = ecs_role(
+            name,
+            "task",
+            parent=self,
+            description="Smoke probe: list the model store (read-only mount)",
             policy=policy_json([args.model_store.task_role_statement(write=False)]),
-            opts=child,
+            tags=tags,
         )
         mount_points = [args.model_store.mount_point(MODEL_PATH, read_only=True)]
-        task_definition = aws.ecs.TaskDefinition(
-            f"{name}-taskdef",
-            family=name,
-            network_mode="awsvpc",
-            requires_compatibilities=["FARGATE"],
-            cpu="256",
-            memory="512",
-            runtime_platform=aws.ecs.TaskDefinitionRuntimePlatformArgs(
-                operating_system_family="LINUX", cpu_architecture=args.architecture
-            ),
-            task_role_arn=task_role.arn,
-            execution_role_arn=execution_role.arn,
+        task_definition = fargate_task_definition(
+            name,
+            parent=self,
+            cpu=256,
+            memory=512,
+            architecture=args.architecture,
+            task_role=task_role,
+            execution_role=execution_role,
             container_definitions=pulumi.Output.all(
                 args.image, args.url, log_group.name, region
             ).apply(
@@ -185,7 +167,6 @@ class SmokeProbe(pulumi.ComponentResource):
             ),
             volumes=[args.model_store.volume()],
             tags=tags,
-            opts=child,
         )
         self.task_definition_arn = task_definition.arn
         self.security_group_id = group.id

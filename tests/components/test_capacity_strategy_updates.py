@@ -34,38 +34,12 @@ from typing import Any
 import pulumi
 import pytest
 
-from components.ecs_service import ServiceSettings
-from components.efs_model_store import EfsModelStore, EfsModelStoreArgs
 from components.fargate_capacity import FargateSpotSplit
-from components.fargate_service import (
-    FargateInferenceService,
-    FargateInferenceServiceArgs,
-    fargate_placement,
-)
-from components.log_router import LogRouter, LogRouterArgs
-from tests.components.test_ecs_service import APP_IMAGE, NETWORK, ROUTER_IMAGE
-from tests.pulumi_mocks import RecordingMocks, run
+from components.fargate_service import fargate_placement
+from tests.components.test_fargate_service import deploy
+from tests.pulumi_mocks import run
 
 SERVICE = "aws:ecs/service:Service"
-
-
-def deploy(**overrides: Any) -> RecordingMocks:
-    def program() -> None:
-        FargateInferenceService(
-            "api",
-            FargateInferenceServiceArgs(
-                network=NETWORK,
-                image=APP_IMAGE,
-                model_store=EfsModelStore(
-                    "models", EfsModelStoreArgs(vpc_id="vpc-0abc", subnet_ids=["s-a", "s-b"])
-                ),
-                log_router=LogRouter("logs", LogRouterArgs(image=ROUTER_IMAGE)),
-                settings=ServiceSettings(),
-                **overrides,
-            ),
-        )
-
-    return run(program)
 
 
 def strategy(service: dict[str, Any]) -> dict[str, tuple[float, float]]:

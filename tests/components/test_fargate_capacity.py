@@ -121,30 +121,12 @@ def test_stack_config_refuses_a_bad_spot_weight_at_load() -> None:
 def test_existing_cluster_with_spot_is_warned_about(monkeypatch: pytest.MonkeyPatch) -> None:
     """The stack cannot associate capacity providers with a cluster it does not own (that would
     replace the owner's list), so the preview says what to check."""
-    from components.efs_model_store import EfsModelStore, EfsModelStoreArgs
-    from components.fargate_service import FargateInferenceService, FargateInferenceServiceArgs
-    from components.log_router import LogRouter, LogRouterArgs
-    from tests.components.test_ecs_service import APP_IMAGE, NETWORK, ROUTER_IMAGE
+    from tests.components.test_fargate_service import deploy
 
     warnings: list[str] = []
     monkeypatch.setattr(pulumi.log, "warn", lambda msg, *a, **k: warnings.append(msg))
 
-    def program() -> None:
-        FargateInferenceService(
-            "api",
-            FargateInferenceServiceArgs(
-                network=NETWORK,
-                image=APP_IMAGE,
-                model_store=EfsModelStore(
-                    "models", EfsModelStoreArgs(vpc_id="vpc-0abc", subnet_ids=["s-a", "s-b"])
-                ),
-                log_router=LogRouter("logs", LogRouterArgs(image=ROUTER_IMAGE)),
-                cluster="shared",
-                spot=FargateSpotSplit(spot_weight=1, on_demand_base=1),
-            ),
-        )
-
-    mocks = run(program)
+    mocks = deploy(cluster="shared", spot=FargateSpotSplit(spot_weight=1, on_demand_base=1))
     assert any("put-cluster-capacity-providers" in w for w in warnings), warnings
     assert mocks.of_type("aws:ecs/clusterCapacityProviders:ClusterCapacityProviders") == []
 

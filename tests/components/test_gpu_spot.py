@@ -38,37 +38,21 @@ AWS requirements encoded here:
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
 from typing import Any
 
-import pulumi
 import pytest
 
 from components.gpu.cluster import GpuEc2Cluster, GpuEc2ClusterArgs
 from components.gpu.instance_types import gpu_task_size
 from components.gpu.spot import GpuMarket, smallest_instance_type
-from tests import pulumi_mocks
+from tests.components.test_gpu_ec2_cluster import (  # noqa: F401 (an autouse fixture, used here)
+    _launch_template_version,
+)
 from tests.pulumi_mocks import RecordingMocks, run
 
 LT = "aws:ec2/launchTemplate:LaunchTemplate"
 ASG = "aws:autoscaling/group:Group"
 CP = "aws:ecs/capacityProvider:CapacityProvider"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _launch_template_version() -> Iterator[None]:
-    mocks = pulumi_mocks.MOCKS
-    original_new = mocks.new_resource
-
-    def new_resource(args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
-        resource_id, outputs = original_new(args)
-        if args.typ == LT:
-            outputs.setdefault("latestVersion", 3)
-        return resource_id, outputs
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(mocks, "new_resource", new_resource)
-        yield
 
 
 def build(**overrides: Any) -> RecordingMocks:

@@ -363,6 +363,24 @@ def test_deploy_time_code_imports_only_infra_dependencies() -> None:
     assert {"boto3", "onnx", "numpy"} - loaded == {"boto3"}  # boto3 only when a client is made
 
 
+def _python_at_project_root(code: str) -> str:
+    """Run ``code`` in a fresh interpreter started in the project directory, as the dynamic
+    provider host is; return its stdout."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    return result.stdout
+
+
 def test_providers_serialize_by_reference_and_load_in_a_fresh_interpreter() -> None:
     """What the engine stores and later runs: ``pulumi.dynamic.Resource`` pickles the provider
     instance with dill (``serialize_provider``: ``dill.dumps(provider, recurse=True)``) into the
@@ -376,15 +394,11 @@ def test_providers_serialize_by_reference_and_load_in_a_fresh_interpreter() -> N
     is the checked-out code. The clients are made only inside create/update."""
     import base64
     import pickletools
-    import subprocess
-    import sys
-    from pathlib import Path
 
     from pulumi.dynamic.dynamic import serialize_provider
 
     from components.deployment_check import DeploymentCheckProvider
 
-    root = Path(__file__).resolve().parents[2]
     for provider in (ModelPublishProvider(), DeploymentCheckProvider()):
         blob = serialize_provider(provider)
         ops = {op.name for op, _arg, _pos in pickletools.genops(base64.b64decode(blob))}
@@ -399,13 +413,47 @@ def test_providers_serialize_by_reference_and_load_in_a_fresh_interpreter() -> N
             "print(type(p).__module__, type(p).__name__, p.client_factory.__name__, "
             "p.sleep.__name__)\n"
         )
-        result = subprocess.run(
-            [sys.executable, "-c", code],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=120,
-        )
         module = type(provider).__module__
-        assert result.stdout.split() == [module, type(provider).__name__, "ecs_client", "sleep"]
+        assert _python_at_project_root(code).split() == [
+            module,
+            type(provider).__name__,
+            "ecs_client",
+            "sleep",
+        ]
+
+
+# The providers as ``serialize_provider`` stored them before they shared
+# components/deploy_time_provider.py (commit ca92837): states written then keep these blobs in
+# ``__provider`` until their next update, and refresh/delete unpickle them.
+STORED_BEFORE_SHARED_BASE = {
+    "ModelPublishProvider": (
+        "gASVkAAAAAAAAACMGGNvbXBvbmVudHMubW9kZWxfcHVibGlzaJSMFE1vZGVsUHVibGlzaFByb3ZpZGVylJOUKYGU"
+        "fZQojA5jbGllbnRfZmFjdG9yeZRoAIwKZWNzX2NsaWVudJSTlIwFY2xvY2uUjAR0aW1llIwJbW9ub3RvbmljlJOU"
+        "jAVzbGVlcJRoCYwFc2xlZXCUk5R1Yi4="
+    ),
+    "DeploymentCheckProvider": (
+        "gASVrwAAAAAAAACMG2NvbXBvbmVudHMuZGVwbG95bWVudF9jaGVja5SMF0RlcGxveW1lbnRDaGVja1Byb3ZpZGVy"
+        "lJOUKYGUfZQojA5jbGllbnRfZmFjdG9yeZSMGGNvbXBvbmVudHMubW9kZWxfcHVibGlzaJSMCmVjc19jbGllbnSU"
+        "k5SMBWNsb2NrlIwEdGltZZSMCW1vbm90b25pY5STlIwFc2xlZXCUaAqMBXNsZWVwlJOUdWIu"
+    ),
+}
+
+
+def test_providers_stored_before_the_shared_base_still_load_and_run_the_shared_code() -> None:
+    """A stack deployed before the refactor holds the old blobs (they name
+    ``components.model_publish.ecs_client``); the dynamic provider host must still unpickle
+    them, in a fresh interpreter at the project root, into the current classes with the shared
+    ECS client, or ``pulumi refresh``/``destroy`` of that stack fails."""
+    from components.deployment_check import DeploymentCheckProvider
+
+    classes = {c.__name__: c for c in (ModelPublishProvider, DeploymentCheckProvider)}
+    for name, blob in STORED_BEFORE_SHARED_BASE.items():
+        code = (
+            "import base64, dill\n"
+            "from components.deploy_time_provider import EcsDeployTimeProvider, ecs_client\n"
+            f"p = dill.loads(base64.b64decode({blob!r}))\n"
+            "assert isinstance(p, EcsDeployTimeProvider), type(p).__mro__\n"
+            "assert p.client_factory is ecs_client\n"
+            "print(type(p).__name__, ','.join(p.triggers))\n"
+        )
+        assert _python_at_project_root(code).split() == [name, ",".join(classes[name].triggers)]
