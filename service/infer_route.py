@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
+from uvicorn.protocols.http import h11_impl, httptools_impl
 
 from service.compression import parse_encoding
 from service.dataplane import DataPlane
@@ -35,6 +36,7 @@ log = logging.getLogger("service.app")
 INFER_PATH = re.compile(r"^/v2/models/(?P<model>[^/]+)(?:/versions/(?P<version>[^/]+))?/infer$")
 JSON = b"application/json"
 OCTET = b"application/octet-stream"
+_UVICORN_CYCLES = (httptools_impl.RequestResponseCycle, h11_impl.RequestResponseCycle)
 
 
 class InferRoute:
@@ -101,8 +103,11 @@ class InferRoute:
                     "(MAX_REQUEST_BYTES)"
                 )
             try:
-                async with asyncio.timeout(self.body_timeout_s):
+                if _body_received(receive):  # nothing to wait for: no timer needed
                     body = await self._read_body(receive)
+                else:
+                    async with asyncio.timeout(self.body_timeout_s):
+                        body = await self._read_body(receive)
             except TimeoutError:
                 raise RequestTimeout(
                     f"the request body did not arrive within {self.body_timeout_s:g} s "
@@ -160,6 +165,18 @@ async def _respond(
     headers.append((b"content-length", str(len(body)).encode()))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+def _body_received(receive: Receive) -> bool:
+    """Whether uvicorn already holds the whole request body, so reading it cannot wait.
+
+    Small bodies usually arrive with the headers; then the body timeout's timer (created and
+    cancelled per request) is pure cost. ``receive`` is uvicorn's ``RequestResponseCycle.receive``
+    when no middleware wraps it; its ``more_body`` turns False once the body is complete. Any
+    other ``receive`` gets the timeout.
+    """
+    cycle = getattr(receive, "__self__", None)
+    return type(cycle) in _UVICORN_CYCLES and cycle.more_body is False  # type: ignore[union-attr]
 
 
 def _error(message: str) -> bytes:
