@@ -107,26 +107,14 @@ class DataPlane:
 
         ``content_encoding``: gzip or deflate when the body is compressed (see compression.py).
         """
-        if not self.registry.initial_load_done:
-            raise ModelNotReady("the service is still loading models; retry shortly")
-        model = self.registry.get(name, version)
+        model = self._ready_model(name, version)
         request = await self.decode(body, header_length, content_encoding)
-        validate_inputs(model.name, model.inputs, request.inputs)
-        feeds = model.prepare(request.inputs)
+        requested = None if request.outputs is None else [o.name for o in request.outputs]
+        names, arrays = await self._run(model, request.inputs, requested)
         if request.outputs is None:
-            names = model.output_names
             binary = [request.binary_output] * len(names)
         else:
-            names = [o.name for o in request.outputs]
-            validate_outputs(model.name, model.outputs, names)
             binary = [o.binary for o in request.outputs]
-        try:
-            arrays = await self.scheduler.run(model, feeds, names)
-        except Exception as exc:  # the values made a node fail: the client's error, not ours
-            rejected = client_error(model.name, exc)
-            if rejected is None:
-                raise
-            raise rejected from None
         specs = model.output_specs
         outputs = [
             (n, specs[n].datatype, a, b) for n, a, b in zip(names, arrays, binary, strict=True)
@@ -146,9 +134,21 @@ class DataPlane:
     ) -> tuple[ModelVersion, list[str], list[np.ndarray]]:
         """Run decoded inputs (the gRPC transport): the same checks, batcher and errors as
         ``infer``; returns the version that ran, the output names and their arrays."""
+        model = self._ready_model(name, version)
+        names, arrays = await self._run(model, inputs, output_names)
+        return model, names, arrays
+
+    def _ready_model(self, name: str, version: str | None) -> ModelVersion:
+        """The version to run, once the first load is done (503 before, 404 if unknown)."""
         if not self.registry.initial_load_done:
             raise ModelNotReady("the service is still loading models; retry shortly")
-        model = self.registry.get(name, version)
+        return self.registry.get(name, version)
+
+    async def _run(
+        self, model: ModelVersion, inputs: dict[str, np.ndarray], output_names: list[str] | None
+    ) -> tuple[list[str], list[np.ndarray]]:
+        """Validate, prepare and batch one request's inputs (HTTP and gRPC alike); a model
+        failure caused by the values is the client's error (``client_error``)."""
         validate_inputs(model.name, model.inputs, inputs)
         feeds = model.prepare(inputs)
         if output_names is None:
@@ -163,4 +163,4 @@ class DataPlane:
             if rejected is None:
                 raise
             raise rejected from None
-        return model, names, arrays
+        return names, arrays

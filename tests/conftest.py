@@ -28,3 +28,16 @@ def _no_default_grpc_port() -> Iterator[None]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("GRPC_PORT", "0")
         yield
+
+
+@pytest.fixture(autouse=True)
+def _main_thread_event_loop() -> Iterator[None]:
+    """Pulumi's mocks take the main thread's event loop; a test that ran ``asyncio.run()``
+    before leaves none (it sets the loop to None on exit), so give them a fresh one."""
+    import asyncio
+
+    try:
+        asyncio.get_event_loop_policy().get_event_loop()
+    except RuntimeError:
+        asyncio.set_event_loop(asyncio.new_event_loop())
+    yield

@@ -18,6 +18,45 @@ from components.ecs_service.settings import (
 )
 
 
+def alb_to_tasks_rules(
+    name: str,
+    alb_sg: aws.ec2.SecurityGroup,
+    task_sg: aws.ec2.SecurityGroup,
+    port: int,
+    opts: pulumi.ResourceOptions,
+    *,
+    protocol: str = "",
+    tags: dict[str, str] | None = None,
+) -> None:
+    """One port between the ALB and the tasks, and nowhere else: the ALB's egress to the tasks'
+    security group and the tasks' ingress from the ALB's. ``protocol`` ("gRPC") names the
+    rules of a second port: ``{name}-alb-out-tasks-grpc``, ``{name}-task-in-alb-grpc``."""
+    tail = f"-{protocol.lower()}" if protocol else ""
+    what = f"{protocol} " if protocol else ""
+    aws.vpc.SecurityGroupEgressRule(
+        f"{name}-alb-out-tasks{tail}",
+        security_group_id=alb_sg.id,
+        ip_protocol="tcp",
+        from_port=port,
+        to_port=port,
+        referenced_security_group_id=task_sg.id,
+        description=f"{what}to the inference tasks",
+        tags=tags,
+        opts=opts,
+    )
+    aws.vpc.SecurityGroupIngressRule(
+        f"{name}-task-in-alb{tail}",
+        security_group_id=task_sg.id,
+        ip_protocol="tcp",
+        from_port=port,
+        to_port=port,
+        referenced_security_group_id=alb_sg.id,
+        description=f"{what}from the inference ALB only",
+        tags=tags,
+        opts=opts,
+    )
+
+
 def grpc_security_group_rules(
     name: str,
     alb_sg: aws.ec2.SecurityGroup,
@@ -26,28 +65,7 @@ def grpc_security_group_rules(
     tags: dict[str, str] | None = None,
 ) -> None:
     """The gRPC port between the ALB and the tasks, and nowhere else."""
-    aws.vpc.SecurityGroupEgressRule(
-        f"{name}-alb-out-tasks-grpc",
-        security_group_id=alb_sg.id,
-        ip_protocol="tcp",
-        from_port=GRPC_PORT,
-        to_port=GRPC_PORT,
-        referenced_security_group_id=task_sg.id,
-        description="gRPC to the inference tasks",
-        tags=tags,
-        opts=opts,
-    )
-    aws.vpc.SecurityGroupIngressRule(
-        f"{name}-task-in-alb-grpc",
-        security_group_id=task_sg.id,
-        ip_protocol="tcp",
-        from_port=GRPC_PORT,
-        to_port=GRPC_PORT,
-        referenced_security_group_id=alb_sg.id,
-        description="gRPC from the inference ALB only",
-        tags=tags,
-        opts=opts,
-    )
+    alb_to_tasks_rules(name, alb_sg, task_sg, GRPC_PORT, opts, protocol="gRPC", tags=tags)
 
 
 def grpc_routing(

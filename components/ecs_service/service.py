@@ -31,6 +31,7 @@ from components.deployment_alarms import DeploymentAlarms
 from components.deployment_check import DEFAULT_TIMEOUT_S as DEPLOYMENT_CHECK_TIMEOUT_S
 from components.deployment_check import DeploymentCheck, DeploymentCheckArgs
 from components.ecs_service.grpc_routing import (
+    alb_to_tasks_rules,
     grpc_load_balancers,
     grpc_routing,
     grpc_security_group_rules,
@@ -261,28 +262,7 @@ class InferenceService(pulumi.ComponentResource):
                 tags=self._tags,
                 opts=child,
             )
-        aws.vpc.SecurityGroupEgressRule(
-            f"{name}-alb-out-tasks",
-            security_group_id=alb_sg.id,
-            ip_protocol="tcp",
-            from_port=CONTAINER_PORT,
-            to_port=CONTAINER_PORT,
-            referenced_security_group_id=task_sg.id,
-            description="to the inference tasks",
-            tags=self._tags,
-            opts=child,
-        )
-        aws.vpc.SecurityGroupIngressRule(
-            f"{name}-task-in-alb",
-            security_group_id=task_sg.id,
-            ip_protocol="tcp",
-            from_port=CONTAINER_PORT,
-            to_port=CONTAINER_PORT,
-            referenced_security_group_id=alb_sg.id,
-            description="from the inference ALB only",
-            tags=self._tags,
-            opts=child,
-        )
+        alb_to_tasks_rules(name, alb_sg, task_sg, CONTAINER_PORT, child, tags=self._tags)
         if lb.grpc:
             grpc_security_group_rules(name, alb_sg, task_sg, child, self._tags)
         task_egress(f"{name}-task", task_sg, args.model_store, child, self._tags)
