@@ -4,6 +4,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tritonclient.grpc import InferenceServerClient
 
 from service.demo_model import write_demo_repository
 from service.settings import Settings
@@ -31,3 +32,10 @@ def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThre
     write_model(root / "scale" / "2" / "model.onnx", scale_model(3.0))
     with serving(settings_for(root, max_request_bytes=1_000_000)) as server:
         yield server
+
+
+@pytest.fixture
+def grpc_client(server: ServerThread) -> Iterator[InferenceServerClient]:
+    """tritonclient's gRPC client on the requesting module's ``server`` fixture."""
+    with InferenceServerClient(url=f"127.0.0.1:{server.settings.grpc_port}") as client:
+        yield client

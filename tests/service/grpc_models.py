@@ -1,5 +1,5 @@
 """Models for the gRPC tests: the bench MLP, a scikit-learn classifier converted with skl2onnx,
-and an identity over UINT64/INT64 for exact round trips."""
+and an identity over UINT64/INT64 for exact round trips; and tritonclient inputs for them."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 from onnx import TensorProto, helper
+from tritonclient.grpc import InferInput
 
 from bench.models import build_mlp
 from tests.service.helpers import string_model, write_model
@@ -64,3 +65,10 @@ def write_grpc_repository(root: Path) -> object:
     write_model(root / "ints" / "1" / "model.onnx", integer_identity())
     write_model(root / "strings" / "1" / "model.onnx", string_model())
     return clf
+
+
+def triton_input(name: str, array: np.ndarray, datatype: str) -> InferInput:
+    """One input for tritonclient's gRPC client, with ``array`` as its data."""
+    tensor = InferInput(name, list(array.shape), datatype)
+    tensor.set_data_from_numpy(array)
+    return tensor

@@ -24,6 +24,7 @@ from tritonclient.utils import InferenceServerException
 
 from service import metric_names as mn
 from tests.service.conftest import settings_for
+from tests.service.grpc_models import triton_input
 from tests.service.helpers import ServerThread, free_port, serving, write_model
 from tests.service.hostile_models import centered, identity, label_encoder, two_input_gather
 
@@ -43,21 +44,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
 
 
 @pytest.fixture
-def client(server: ServerThread) -> Iterator[grpcclient.InferenceServerClient]:
-    with grpcclient.InferenceServerClient(url=f"127.0.0.1:{server.settings.grpc_port}") as c:
-        yield c
-
-
-@pytest.fixture
 def stub(server: ServerThread) -> Iterator[service_pb2_grpc.GRPCInferenceServiceStub]:
     with grpc.insecure_channel(f"127.0.0.1:{server.settings.grpc_port}") as channel:
         yield service_pb2_grpc.GRPCInferenceServiceStub(channel)
-
-
-def _input(name: str, array: np.ndarray, datatype: str) -> grpcclient.InferInput:
-    tensor = grpcclient.InferInput(name, list(array.shape), datatype)
-    tensor.set_data_from_numpy(array)
-    return tensor
 
 
 def _http_error(server: ServerThread, path: str, body: bytes, headers: dict[str, str]) -> str:
@@ -90,12 +79,12 @@ def _binary_body(tensors: list[tuple[str, str, np.ndarray]]) -> tuple[bytes, dic
 
 # -- strings ----------------------------------------------------------------------------------
 def test_string_inputs_reach_the_model_as_text_raw(
-    client: grpcclient.InferenceServerClient,
+    grpc_client: grpcclient.InferenceServerClient,
 ) -> None:
     """ORT would read a ``bytes`` element as the text of its repr (``b'cat'``): every label
     would be the default -1."""
     texts = np.array([b"cat", b"dog", b"cow", "ch\u00e9vre".encode()], dtype=object)
-    result = client.infer("labels", [_input("text", texts, "BYTES")])
+    result = grpc_client.infer("labels", [triton_input("text", texts, "BYTES")])
     assert result.as_numpy("label").tolist() == [1, 2, -1, -1]
 
 
@@ -110,11 +99,11 @@ def test_string_inputs_reach_the_model_as_text_typed(
 
 
 def test_non_utf8_strings_are_invalid_with_http_message(
-    client: grpcclient.InferenceServerClient, server: ServerThread
+    grpc_client: grpcclient.InferenceServerClient, server: ServerThread
 ) -> None:
     texts = np.array([b"cat", b"\xff\xfe"], dtype=object)
     with pytest.raises(InferenceServerException) as info:
-        client.infer("labels", [_input("text", texts, "BYTES")])
+        grpc_client.infer("labels", [triton_input("text", texts, "BYTES")])
     assert info.value.status() == "StatusCode.INVALID_ARGUMENT"
     assert "element 1 is not valid UTF-8" in info.value.message()
     body, headers = _binary_body([("text", "BYTES", texts)])
@@ -123,12 +112,15 @@ def test_non_utf8_strings_are_invalid_with_http_message(
 
 # -- run errors caused by the values ------------------------------------------------------------
 def test_index_out_of_range_is_invalid_argument_with_http_message(
-    client: grpcclient.InferenceServerClient, server: ServerThread
+    grpc_client: grpcclient.InferenceServerClient, server: ServerThread
 ) -> None:
     data = np.ones((2, 2), dtype=np.float32)
     indices = np.array([0, 7], dtype=np.int64)
     with pytest.raises(InferenceServerException) as info:
-        client.infer("gather", [_input("data", data, "FP32"), _input("indices", indices, "INT64")])
+        grpc_client.infer(
+            "gather",
+            [triton_input("data", data, "FP32"), triton_input("indices", indices, "INT64")],
+        )
     assert info.value.status() == "StatusCode.INVALID_ARGUMENT"
     assert info.value.message().startswith("model 'gather' rejected the input: ")
     body, headers = _binary_body([("data", "FP32", data), ("indices", "INT64", indices)])
@@ -198,12 +190,12 @@ def test_concurrent_grpc_requests_to_a_non_batch_axis_model_get_their_own_answer
 
 # -- the effective configuration reports the batching decision ----------------------------------
 def test_config_of_a_model_the_probe_refused_has_no_batch_dimension(
-    client: grpcclient.InferenceServerClient, server: ServerThread
+    grpc_client: grpcclient.InferenceServerClient, server: ServerThread
 ) -> None:
     """Triton's meaning of max_batch_size > 0 is "the first dimension is a batch": for a model
     whose rows are not independent that would be false, so the configuration says 0 and keeps
     the first dimension in dims, over both protocols."""
-    over_grpc = client.get_model_config("centered", as_json=True)["config"]
+    over_grpc = grpc_client.get_model_config("centered", as_json=True)["config"]
     over_http = httpx.get(f"{server.base}/v2/models/centered/config", timeout=30).json()
     for config in (over_http, over_grpc):
         assert config.get("max_batch_size", 0) == 0
@@ -222,18 +214,20 @@ def test_config_of_a_row_wise_model_keeps_batching(server: ServerThread) -> None
 
 # -- CloudWatch metrics (EMF) count gRPC calls like HTTP requests -------------------------------
 def test_grpc_calls_are_in_the_cloudwatch_metrics(
-    client: grpcclient.InferenceServerClient, server: ServerThread
+    grpc_client: grpcclient.InferenceServerClient, server: ServerThread
 ) -> None:
     """The stack scales on ConcurrentRequests and alarms on errors: gRPC load must show."""
     emf = server.app.state.metrics.emf
     emf.flush()  # a clean interval
     x = np.ones(3, dtype=np.float32)
     for _ in range(2):
-        client.infer("fp32", [_input("x", x, "FP32")])
+        grpc_client.infer("fp32", [triton_input("x", x, "FP32")])
     with pytest.raises(InferenceServerException):
-        client.infer("fp32", [_input("x", np.ones((1, 3), dtype=np.float32), "FP32")])  # rank
+        grpc_client.infer(
+            "fp32", [triton_input("x", np.ones((1, 3), dtype=np.float32), "FP32")]
+        )  # rank
     with pytest.raises(InferenceServerException):
-        client.infer("nope", [_input("x", x, "FP32")])
+        grpc_client.infer("nope", [triton_input("x", x, "FP32")])
     docs = emf.flush(*server.app.state.plane.registry.serving_state())
     requests = {d[mn.MODEL]: d for d in docs if "Requests" in d and mn.MODEL in d}
     fp32 = requests["fp32"]

@@ -39,6 +39,7 @@ from tests.service.grpc_models import (
     MIB,
     UINT64_EXTREMES,
     iris,
+    triton_input,
     write_grpc_repository,
 )
 from tests.service.helpers import ServerThread, free_port, serving, write_model
@@ -65,22 +66,10 @@ def server(repo: tuple[Path, object]) -> Iterator[ServerThread]:
 
 
 @pytest.fixture
-def client(server: ServerThread) -> Iterator[grpcclient.InferenceServerClient]:
-    with grpcclient.InferenceServerClient(url=f"127.0.0.1:{server.settings.grpc_port}") as c:
-        yield c
-
-
-@pytest.fixture
 def channel(server: ServerThread) -> Iterator[grpc.Channel]:
     options = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
     with grpc.insecure_channel(f"127.0.0.1:{server.settings.grpc_port}", options=options) as ch:
         yield ch
-
-
-def _input(name: str, array: np.ndarray, datatype: str) -> grpcclient.InferInput:
-    tensor = grpcclient.InferInput(name, list(array.shape), datatype)
-    tensor.set_data_from_numpy(array)
-    return tensor
 
 
 def _error(call: object) -> InferenceServerException:
@@ -90,15 +79,15 @@ def _error(call: object) -> InferenceServerException:
 
 
 # -- health and metadata ---------------------------------------------------------------------
-def test_health_and_metadata(client: grpcclient.InferenceServerClient) -> None:
-    assert client.is_server_live()
-    assert client.is_server_ready()
-    assert client.is_model_ready("mlp")
-    assert not client.is_model_ready("broken")
-    meta = client.get_server_metadata(as_json=True)
+def test_health_and_metadata(grpc_client: grpcclient.InferenceServerClient) -> None:
+    assert grpc_client.is_server_live()
+    assert grpc_client.is_server_ready()
+    assert grpc_client.is_model_ready("mlp")
+    assert not grpc_client.is_model_ready("broken")
+    meta = grpc_client.get_server_metadata(as_json=True)
     assert meta["name"] == "onnx-ecs-serving"
     assert "model_configuration" in meta["extensions"]
-    model = client.get_model_metadata("classifier", as_json=True)
+    model = grpc_client.get_model_metadata("classifier", as_json=True)
     assert model["platform"] == "onnxruntime_onnx"
     assert [(t["name"], t["datatype"], t["shape"]) for t in model["inputs"]] == [
         ("X", "FP32", ["-1", "4"])
@@ -120,11 +109,11 @@ def test_standard_health_service_is_serving_when_ready(channel: grpc.Channel) ->
 # -- inference --------------------------------------------------------------------------------
 @pytest.mark.parametrize("rows", [1, 4])
 def test_bench_model_matches_onnx_runtime(
-    client: grpcclient.InferenceServerClient, rows: int
+    grpc_client: grpcclient.InferenceServerClient, rows: int
 ) -> None:
     x = np.random.default_rng(rows).standard_normal((rows, 256)).astype(np.float32)
     expected = ort.InferenceSession(build_mlp().SerializeToString()).run(None, {"input": x})[0]
-    result = client.infer("mlp", [_input("input", x, "FP32")], request_id=f"r{rows}")
+    result = grpc_client.infer("mlp", [triton_input("input", x, "FP32")], request_id=f"r{rows}")
     assert result.get_response().id == f"r{rows}"
     assert result.get_response().model_version == "1"
     np.testing.assert_allclose(result.as_numpy("output"), expected, rtol=1e-5, atol=1e-5)
@@ -132,7 +121,7 @@ def test_bench_model_matches_onnx_runtime(
 
 @pytest.mark.parametrize("rows", [1, 4])
 def test_sklearn_classifier_matches_scikit_learn(
-    client: grpcclient.InferenceServerClient, repo: tuple[Path, object], rows: int
+    grpc_client: grpcclient.InferenceServerClient, repo: tuple[Path, object], rows: int
 ) -> None:
     x, _ = iris()
     batch = x[[0, 60, 120, 149][:rows]]
@@ -141,7 +130,7 @@ def test_sklearn_classifier_matches_scikit_learn(
         grpcclient.InferRequestedOutput("label"),
         grpcclient.InferRequestedOutput("probabilities"),
     ]
-    result = client.infer("classifier", [_input("X", batch, "FP32")], outputs=outputs)
+    result = grpc_client.infer("classifier", [triton_input("X", batch, "FP32")], outputs=outputs)
     np.testing.assert_array_equal(result.as_numpy("label"), clf.predict(batch))  # type: ignore[attr-defined]
     np.testing.assert_allclose(
         result.as_numpy("probabilities"),
@@ -151,20 +140,24 @@ def test_sklearn_classifier_matches_scikit_learn(
     )
 
 
-def test_requested_output_only(client: grpcclient.InferenceServerClient) -> None:
+def test_requested_output_only(grpc_client: grpcclient.InferenceServerClient) -> None:
     x, _ = iris()
-    result = client.infer(
+    result = grpc_client.infer(
         "classifier",
-        [_input("X", x[:2], "FP32")],
+        [triton_input("X", x[:2], "FP32")],
         outputs=[grpcclient.InferRequestedOutput("label")],
     )
     assert [o.name for o in result.get_response().outputs] == ["label"]
 
 
-def test_integer_extremes_round_trip_exactly_raw(client: grpcclient.InferenceServerClient) -> None:
+def test_integer_extremes_round_trip_exactly_raw(
+    grpc_client: grpcclient.InferenceServerClient,
+) -> None:
     u = np.array(UINT64_EXTREMES, dtype=np.uint64)
     i = np.array(INT64_EXTREMES, dtype=np.int64)
-    result = client.infer("ints", [_input("u", u, "UINT64"), _input("i", i, "INT64")])
+    result = grpc_client.infer(
+        "ints", [triton_input("u", u, "UINT64"), triton_input("i", i, "INT64")]
+    )
     assert [int(v) for v in result.as_numpy("u_out")] == UINT64_EXTREMES
     assert [int(v) for v in result.as_numpy("i_out")] == INT64_EXTREMES
 
@@ -182,12 +175,14 @@ def test_integer_extremes_round_trip_exactly_typed(channel: grpc.Channel) -> Non
     assert np.frombuffer(raw["i_out"], "<i8").tolist() == INT64_EXTREMES
 
 
-def test_five_mib_request(client: grpcclient.InferenceServerClient) -> None:
+def test_five_mib_request(grpc_client: grpcclient.InferenceServerClient) -> None:
     """Over grpcio's 4 MiB default: the limits follow MAX_REQUEST_BYTES."""
     n = 5 * MIB // 16  # two 8-byte inputs
     u = np.arange(n, dtype=np.uint64)
     i = -np.arange(n, dtype=np.int64)
-    result = client.infer("ints", [_input("u", u, "UINT64"), _input("i", i, "INT64")])
+    result = grpc_client.infer(
+        "ints", [triton_input("u", u, "UINT64"), triton_input("i", i, "INT64")]
+    )
     np.testing.assert_array_equal(result.as_numpy("u_out"), u)
     np.testing.assert_array_equal(result.as_numpy("i_out"), i)
 
@@ -207,7 +202,7 @@ def test_default_limits_admit_five_mib() -> None:
     assert options["grpc.max_receive_message_length"] > 5 * MIB
 
 
-def test_streaming_infer(client: grpcclient.InferenceServerClient) -> None:
+def test_streaming_infer(grpc_client: grpcclient.InferenceServerClient) -> None:
     results: list[object] = []
     done = threading.Event()
 
@@ -216,12 +211,12 @@ def test_streaming_infer(client: grpcclient.InferenceServerClient) -> None:
         done.set()
 
     x = np.ones((2, 256), dtype=np.float32)
-    client.start_stream(callback=callback)
+    grpc_client.start_stream(callback=callback)
     try:
-        client.async_stream_infer("mlp", [_input("input", x, "FP32")])
+        grpc_client.async_stream_infer("mlp", [triton_input("input", x, "FP32")])
         assert done.wait(30)
     finally:
-        client.stop_stream()
+        grpc_client.stop_stream()
     assert results[0].as_numpy("output").shape == (2, 128)  # type: ignore[attr-defined]
 
 
@@ -233,42 +228,44 @@ def _http_error(server: ServerThread, path: str, body: dict) -> str:
 
 
 def test_unknown_model_is_not_found_with_http_message(
-    client: grpcclient.InferenceServerClient, server: ServerThread
+    grpc_client: grpcclient.InferenceServerClient, server: ServerThread
 ) -> None:
     x = np.ones((1, 256), dtype=np.float32)
-    error = _error(lambda: client.infer("nope", [_input("input", x, "FP32")]))
+    error = _error(lambda: grpc_client.infer("nope", [triton_input("input", x, "FP32")]))
     assert error.status() == "StatusCode.NOT_FOUND"
     body = {"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 256], "data": [0] * 256}]}
     assert error.message() == _http_error(server, "/v2/models/nope/infer", body)
 
 
 def test_bad_shape_is_invalid_argument_with_http_message(
-    client: grpcclient.InferenceServerClient, server: ServerThread
+    grpc_client: grpcclient.InferenceServerClient, server: ServerThread
 ) -> None:
     x = np.ones((1, 3), dtype=np.float32)
-    error = _error(lambda: client.infer("classifier", [_input("X", x, "FP32")]))
+    error = _error(lambda: grpc_client.infer("classifier", [triton_input("X", x, "FP32")]))
     assert error.status() == "StatusCode.INVALID_ARGUMENT"
     body = {"inputs": [{"name": "X", "datatype": "FP32", "shape": [1, 3], "data": [0, 0, 0]}]}
     assert error.message() == _http_error(server, "/v2/models/classifier/infer", body)
 
 
 def test_unavailable_model_is_unavailable_with_http_message(
-    client: grpcclient.InferenceServerClient, server: ServerThread
+    grpc_client: grpcclient.InferenceServerClient, server: ServerThread
 ) -> None:
     x = np.ones((1, 4), dtype=np.float32)
-    error = _error(lambda: client.infer("broken", [_input("X", x, "FP32")]))
+    error = _error(lambda: grpc_client.infer("broken", [triton_input("X", x, "FP32")]))
     assert error.status() == "StatusCode.UNAVAILABLE"
     body = {"inputs": [{"name": "X", "datatype": "FP32", "shape": [1, 4], "data": [0] * 4}]}
     assert error.message() == _http_error(server, "/v2/models/broken/infer", body)
 
 
 def test_too_large_is_resource_exhausted_with_http_message(
-    client: grpcclient.InferenceServerClient,
+    grpc_client: grpcclient.InferenceServerClient,
 ) -> None:
     n = (LIMIT + 64 * 1024) // 16
     u, i = np.zeros(n, dtype=np.uint64), np.zeros(n, dtype=np.int64)
     error = _error(
-        lambda: client.infer("ints", [_input("u", u, "UINT64"), _input("i", i, "INT64")])
+        lambda: grpc_client.infer(
+            "ints", [triton_input("u", u, "UINT64"), triton_input("i", i, "INT64")]
+        )
     )
     assert error.status() == "StatusCode.RESOURCE_EXHAUSTED"
     assert re.fullmatch(
@@ -278,12 +275,14 @@ def test_too_large_is_resource_exhausted_with_http_message(
 
 
 def test_far_too_large_is_refused_by_grpcio_itself(
-    client: grpcclient.InferenceServerClient,
+    grpc_client: grpcclient.InferenceServerClient,
 ) -> None:
     n = (LIMIT + FRAMING_HEADROOM + MIB) // 16
     u, i = np.zeros(n, dtype=np.uint64), np.zeros(n, dtype=np.int64)
     error = _error(
-        lambda: client.infer("ints", [_input("u", u, "UINT64"), _input("i", i, "INT64")])
+        lambda: grpc_client.infer(
+            "ints", [triton_input("u", u, "UINT64"), triton_input("i", i, "INT64")]
+        )
     )
     assert error.status() == "StatusCode.RESOURCE_EXHAUSTED"
 
@@ -300,31 +299,31 @@ def test_typed_contents_that_do_not_fit_the_type_are_invalid(channel: grpc.Chann
     assert "shape [2] has 2 elements but uint64_contents has 1" in info.value.details()
 
 
-def test_unimplemented_rpc(client: grpcclient.InferenceServerClient) -> None:
-    error = _error(lambda: client.get_inference_statistics("mlp"))
+def test_unimplemented_rpc(grpc_client: grpcclient.InferenceServerClient) -> None:
+    error = _error(lambda: grpc_client.get_inference_statistics("mlp"))
     assert error.status() == "StatusCode.UNIMPLEMENTED"
 
 
 # -- repository extension, metrics, access log ---------------------------------------------------
-def test_repository_index_and_reload(client: grpcclient.InferenceServerClient) -> None:
-    index = client.get_model_repository_index(as_json=True)["models"]
+def test_repository_index_and_reload(grpc_client: grpcclient.InferenceServerClient) -> None:
+    index = grpc_client.get_model_repository_index(as_json=True)["models"]
     states = {m["name"]: m["state"] for m in index}
     assert states["mlp"] == "READY"
     assert states["broken"] == "UNAVAILABLE"
-    client.load_model("strings")
-    assert client.is_model_ready("strings")
-    assert _error(lambda: client.load_model("absent")).status() == "StatusCode.NOT_FOUND"
+    grpc_client.load_model("strings")
+    assert grpc_client.is_model_ready("strings")
+    assert _error(lambda: grpc_client.load_model("absent")).status() == "StatusCode.NOT_FOUND"
 
 
 def test_metrics_and_access_log_cover_grpc(
-    client: grpcclient.InferenceServerClient,
+    grpc_client: grpcclient.InferenceServerClient,
     server: ServerThread,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level("INFO", logger="service.access")
     x = np.ones((1, 256), dtype=np.float32)
-    client.infer("mlp", [_input("input", x, "FP32")])
-    _error(lambda: client.infer("nope", [_input("input", x, "FP32")]))
+    grpc_client.infer("mlp", [triton_input("input", x, "FP32")])
+    _error(lambda: grpc_client.infer("nope", [triton_input("input", x, "FP32")]))
     metrics = httpx.get(f"{server.base}/metrics").text
     assert re.search(r'grpc_requests_total\{code="OK",method="ModelInfer"\} [1-9]', metrics)
     assert re.search(r'grpc_requests_total\{code="NOT_FOUND",method="ModelInfer"\} [1-9]', metrics)
@@ -398,7 +397,7 @@ def test_shutdown_drains_grpc_calls_in_flight(tmp_path: Path) -> None:
         with grpcclient.InferenceServerClient(url=f"127.0.0.1:{port}") as c:
             x = np.ones((1, 256), dtype=np.float32)
             try:
-                outcome["result"] = c.infer("mlp", [_input("input", x, "FP32")])
+                outcome["result"] = c.infer("mlp", [triton_input("input", x, "FP32")])
             except InferenceServerException as exc:
                 outcome["error"] = exc
 
@@ -473,7 +472,10 @@ def test_python_m_service_serves_grpc_on_uvloop_and_stops_cleanly(tmp_path: Path
                 assert time.monotonic() < deadline, "gRPC did not become ready"
                 time.sleep(0.2)
             x = np.ones((4, 256), dtype=np.float32)
-            assert c.infer("mlp", [_input("input", x, "FP32")]).as_numpy("output").shape == (4, 128)
+            assert c.infer("mlp", [triton_input("input", x, "FP32")]).as_numpy("output").shape == (
+                4,
+                128,
+            )
         process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=60)
     finally:
@@ -528,7 +530,7 @@ def test_shedding_is_unavailable(tmp_path: Path) -> None:
             done.release()
 
         for _ in range(4):  # one runs, one waits, the others find the queue full
-            c.async_infer("slow", [_input("x", x, "FP32")], callback)
+            c.async_infer("slow", [triton_input("x", x, "FP32")], callback)
         for _ in range(4):
             assert done.acquire(timeout=120)
     errors = [o for o in outcomes if isinstance(o, InferenceServerException)]
