@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -24,6 +24,27 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def wait_healthy(
+    base: str,
+    alive: Callable[[], bool] = lambda: True,
+    detail: Callable[[], object] = lambda: "",
+    timeout: float = 60,
+) -> None:
+    """Poll ``{base}/health`` until it answers 200; fail after ``timeout`` seconds or as soon as
+    ``alive()`` says the process under test has died, with ``detail()`` (e.g. its output)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert alive() and time.monotonic() < deadline, (
+            f"service at {base} did not become ready: {detail()!r}"
+        )
+        time.sleep(0.1)
 
 
 def write_model(path: Path, model: onnx.ModelProto) -> Path:

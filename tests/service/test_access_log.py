@@ -32,7 +32,7 @@ from service import logs
 from service.logs import ACCESS_LOGGER, LineWriter, configure_logging, flush_logs, json_formatter
 from service.metrics import Metrics
 from service.middleware import ObservabilityMiddleware
-from tests.service.helpers import free_port, write_model
+from tests.service.helpers import free_port, wait_healthy, write_model
 from tests.service.test_shutdown import WIDTH, slow_model
 
 REPO = Path(__file__).resolve().parents[2]
@@ -352,15 +352,7 @@ def test_sigterm_with_requests_in_flight_loses_no_access_line(tmp_path: Path) ->
     base = f"http://127.0.0.1:{port}"
     answered: list[str] = []
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, b"".join(output)
-            time.sleep(0.1)
+        wait_healthy(base, alive=lambda: proc.poll() is None, detail=lambda: b"".join(output))
         x = np.ones((1, WIDTH), dtype=np.float32)
         body = json.dumps(
             {"inputs": [{"name": "x", "datatype": "FP32", "shape": list(x.shape),

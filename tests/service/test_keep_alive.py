@@ -28,10 +28,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
-
 from service.demo_model import write_demo_repository
-from tests.service.helpers import free_port
+from tests.service.helpers import free_port, wait_healthy
 from tests.test_stack_dev import DEV, _mock_fixes, run_stack  # noqa: F401
 
 REQUEST = b"GET /health HTTP/1.1\r\nHost: alb\r\nConnection: keep-alive\r\n\r\n"
@@ -50,15 +48,7 @@ def service(models: Path, keep_alive: str) -> Iterator[int]:
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "service did not become ready"
-            time.sleep(0.1)
+        wait_healthy(f"http://127.0.0.1:{port}")
         yield port
     finally:
         proc.terminate()

@@ -15,7 +15,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from tests.service.helpers import free_port, write_model
+from tests.service.helpers import free_port, wait_healthy, write_model
 
 WIDTH = 1024
 LAYERS = 12
@@ -56,15 +56,7 @@ def test_sigterm_finishes_in_flight_request_and_exits(tmp_path: Path) -> None:
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "service did not become ready"
-            time.sleep(0.1)
+        wait_healthy(base)
 
         batch = np.ones((2048, WIDTH), dtype=np.float32)
         header = (
